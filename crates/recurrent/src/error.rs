@@ -1,0 +1,190 @@
+//! The library's error type. Every message says what was expected and what came.
+
+use std::path::PathBuf;
+
+use crate::element::Dtype;
+
+/// Formats a shape the way torch prints sizes: `(2, 3, 4)`.
+pub(crate) fn fmt_shape(shape: &[usize]) -> String {
+    let inner: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    if inner.len() == 1 {
+        format!("({},)", inner[0])
+    } else {
+        format!("({})", inner.join(", "))
+    }
+}
+
+/// Everything that can go wrong when building, loading or running a layer.
+///
+/// Messages follow torch's wording where torch has one, so a PyTorch user recognises them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A constructor option is out of range (zero sizes, dropout outside [0, 1], ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The nonlinearity is neither `tanh` nor `relu`.
+    #[error("unknown nonlinearity '{0}': expected 'tanh' or 'relu'")]
+    UnknownNonlinearity(String),
+
+    /// The input is not 2-D (unbatched) or 3-D (batched).
+    #[error("expected input to be 2-D (L, H_in) or 3-D (L, N, H_in), got {got}-D tensor of shape {}", fmt_shape(shape))]
+    InputRank {
+        /// Rank of the tensor that came.
+        got: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+
+    /// The input's last dimension is not `input_size`.
+    #[error("input.size(-1) must be equal to input_size: expected {expected}, got {got}")]
+    InputSize {
+        /// `input_size` of the layer.
+        expected: usize,
+        /// The input's last dimension.
+        got: usize,
+    },
+
+    /// The input has no time steps.
+    #[error("expected sequence length to be larger than 0, got input of shape {}", fmt_shape(shape))]
+    EmptySequence {
+        /// The input's shape.
+        shape: Vec<usize>,
+    },
+
+    /// h_0 is 3-D for an unbatched input or 2-D for a batched one.
+    #[error("for {} {input_rank}-D input, h_0 should also be {input_rank}-D but got {hidden_rank}-D tensor", if *input_rank == 2 { "unbatched" } else { "batched" })]
+    HiddenRank {
+        /// Rank of the input.
+        input_rank: usize,
+        /// Rank of h_0.
+        hidden_rank: usize,
+    },
+
+    /// h_0 has the wrong shape.
+    #[error("expected hidden size {}, got {}", fmt_shape(expected), fmt_shape(got))]
+    HiddenShape {
+        /// `(D * num_layers, N, H)` or `(D * num_layers, H)` for unbatched input.
+        expected: Vec<usize>,
+        /// The shape that came.
+        got: Vec<usize>,
+    },
+
+    /// Two tensors that must share a dtype do not (e.g. input and h_0 files).
+    #[error("{what}: expected dtype {expected}, got {got}")]
+    DtypeMismatch {
+        /// Which tensor.
+        what: String,
+        /// The dtype it must have.
+        expected: Dtype,
+        /// The dtype it has.
+        got: String,
+    },
+
+    /// A parameter name that this layer does not have.
+    #[error("unknown parameter '{name}': this layer's parameters are {}", known.join(", "))]
+    UnknownParameter {
+        /// The name asked for.
+        name: String,
+        /// The layer's parameter names, in torch order.
+        known: Vec<String>,
+    },
+
+    /// A parameter (given or loaded) has the wrong shape.
+    #[error("parameter '{name}' must have shape {}, got {}", fmt_shape(expected), fmt_shape(got))]
+    ParameterShape {
+        /// Parameter name (with any prefix).
+        name: String,
+        /// Its expected shape.
+        expected: Vec<usize>,
+        /// The shape that came.
+        got: Vec<usize>,
+    },
+
+    /// A parameter the configuration needs is missing from a state dict.
+    #[error("missing parameter '{name}' (a {config} needs {}; found {})", expected.join(", "), if found.is_empty() { "none".to_string() } else { found.join(", ") })]
+    MissingParameter {
+        /// The missing name (with prefix).
+        name: String,
+        /// Description of the inferred configuration.
+        config: String,
+        /// Every name the configuration needs.
+        expected: Vec<String>,
+        /// The RNN parameter names that were found.
+        found: Vec<String>,
+    },
+
+    /// A state dict holds a parameter that the inferred configuration does not use.
+    #[error("unexpected parameter '{name}' for a {config} (expected only {})", expected.join(", "))]
+    UnexpectedParameter {
+        /// The name found.
+        name: String,
+        /// Description of the inferred configuration.
+        config: String,
+        /// Every name the configuration needs.
+        expected: Vec<String>,
+    },
+
+    /// A tensor in a state dict has a dtype the layers cannot use.
+    #[error("tensor '{name}' has dtype {got}, expected F32 or F64")]
+    UnsupportedDtype {
+        /// Tensor name.
+        name: String,
+        /// Its dtype as safetensors names it.
+        got: String,
+    },
+
+    /// No `weight_ih_l0` was found under any prefix.
+    #[error("no RNN parameters found{}: expected a tensor named '<prefix>weight_ih_l0' (tensors present: {})", match prefix { Some(p) => format!(" under prefix '{p}'"), None => String::new() }, if names.is_empty() { "none".to_string() } else { names.join(", ") })]
+    NoRnnFound {
+        /// The prefix asked for, if any.
+        prefix: Option<String>,
+        /// Names present (truncated to a few).
+        names: Vec<String>,
+    },
+
+    /// Several RNNs are in one state dict and no prefix was given.
+    #[error("state dict holds several recurrent layers; pass a prefix, one of: {}", candidates.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", "))]
+    AmbiguousPrefix {
+        /// The candidate prefixes.
+        candidates: Vec<String>,
+    },
+
+    /// The state dict is of a recurrent kind this version cannot run yet.
+    #[error("{0}")]
+    UnsupportedModel(String),
+
+    /// A metadata entry has a value that cannot be used.
+    #[error("metadata '{key}' = '{value}': expected {expected}")]
+    Metadata {
+        /// Key.
+        key: String,
+        /// Value found.
+        value: String,
+        /// What was expected.
+        expected: String,
+    },
+
+    /// A file could not be parsed.
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

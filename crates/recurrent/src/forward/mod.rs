@@ -1,0 +1,11 @@
+//! The fast forward path: layers stacked over directions scanned over time.
+//!
+//! Per layer and direction: one GEMM projects every time step's input at once (biases
+//! folded in), writing straight into that direction's column half of the layer's
+//! preallocated output; then each step adds `h_{t-1} W_hh^T` into its own rows and
+//! applies the activation in place. Nothing is allocated per step.
+
+mod direction;
+mod stack;
+
+pub(crate) use stack::forward;

@@ -1,0 +1,91 @@
+//! `.npy` arrays of float32 or float64 (and integer lengths), via `ndarray-npy`.
+
+use std::path::Path;
+
+use ndarray::ArrayD;
+use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
+
+use crate::element::{Dtype, Float};
+use crate::error::{Error, Result};
+
+/// A float array read from a `.npy` file, in the dtype the file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyArray {
+    /// `<f4`.
+    F32(ArrayD<f32>),
+    /// `<f8`.
+    F64(ArrayD<f64>),
+}
+
+impl NpyArray {
+    /// The dtype.
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            NpyArray::F32(_) => Dtype::F32,
+            NpyArray::F64(_) => Dtype::F64,
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            NpyArray::F32(a) => a.shape(),
+            NpyArray::F64(a) => a.shape(),
+        }
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn format_error(path: &Path, e: ReadNpyError) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        message: format!("not a readable .npy file ({e})"),
+    }
+}
+
+/// Reads a float32 or float64 `.npy` file (C or Fortran order).
+pub fn read_float(path: &Path) -> Result<NpyArray> {
+    let bytes = read_bytes(path)?;
+    match ArrayD::<f32>::read_npy(bytes.as_slice()) {
+        Ok(a) => return Ok(NpyArray::F32(a)),
+        Err(ReadNpyError::WrongDescriptor(_)) => {}
+        Err(e) => return Err(format_error(path, e)),
+    }
+    match ArrayD::<f64>::read_npy(bytes.as_slice()) {
+        Ok(a) => Ok(NpyArray::F64(a)),
+        Err(ReadNpyError::WrongDescriptor(desc)) => Err(Error::Format {
+            path: path.to_path_buf(),
+            message: format!("expected a float32 or float64 array, got dtype {desc}"),
+        }),
+        Err(e) => Err(format_error(path, e)),
+    }
+}
+
+/// Reads a float `.npy` file that must have element type `T`.
+pub fn read<T: Float>(path: &Path) -> Result<ArrayD<T>> {
+    let bytes = read_bytes(path)?;
+    ArrayD::<T>::read_npy(bytes.as_slice()).map_err(|e| match e {
+        ReadNpyError::WrongDescriptor(desc) => Error::DtypeMismatch {
+            what: path.display().to_string(),
+            expected: T::DTYPE,
+            got: desc.to_string(),
+        },
+        e => format_error(path, e),
+    })
+}
+
+/// Writes `array` to `path` as `.npy` (C order, little endian), atomically.
+pub fn write<T: Float>(path: &Path, array: &ArrayD<T>) -> Result<()> {
+    super::write_atomic(path, |w| {
+        array.write_npy(w).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            message: format!("cannot write .npy: {e}"),
+        })
+    })
+}

@@ -1,0 +1,440 @@
+//! torch `state_dict`s saved with `safetensors.torch.save_file(model.state_dict(), path)`.
+//!
+//! A file may hold a bare `nn.RNN`'s parameters (`weight_ih_l0`, ...) or a whole model's,
+//! where the RNN's sit under a prefix such as `encoder.rnn.` beside unrelated tensors.
+//! [`StateDict::resolve_prefix`] finds the prefix, [`StateDict::infer_config`] reads
+//! `num_layers`, `bidirectional`, `bias` and the sizes off the names and shapes, and
+//! [`StateDict::load_rnn`] builds the layer, converting to the element type asked for.
+//!
+//! `nonlinearity` and `batch_first` leave no trace in the tensors; they are read from the
+//! file's metadata when present (keys `"nonlinearity"`, `"batch_first"`, `"dropout"`, as
+//! [`save`] writes them) and otherwise take torch's defaults.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use ndarray::ArrayD;
+use safetensors::tensor::{Dtype as StDtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::config::{Nonlinearity, RnnConfig};
+use crate::element::{Dtype, Float};
+use crate::error::{Error, Result};
+use crate::module::Rnn;
+use crate::params::{param_names, ParamName};
+
+/// Metadata key for the nonlinearity (`"tanh"` / `"relu"`).
+pub const META_NONLINEARITY: &str = "nonlinearity";
+/// Metadata key for `batch_first` (`"true"` / `"false"`).
+pub const META_BATCH_FIRST: &str = "batch_first";
+/// Metadata key for `dropout` (a decimal number).
+pub const META_DROPOUT: &str = "dropout";
+
+/// One tensor's header entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    dtype: StDtype,
+    shape: Vec<usize>,
+    bytes: Range<usize>,
+}
+
+/// A safetensors file read into memory, with its tensor index and metadata.
+#[derive(Debug)]
+pub struct StateDict {
+    path: PathBuf,
+    data: Vec<u8>,
+    entries: HashMap<String, Entry>,
+    metadata: HashMap<String, String>,
+}
+
+impl StateDict {
+    /// Reads and indexes a safetensors file.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let data = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Self::from_bytes(path, data)
+    }
+
+    /// Indexes safetensors bytes; `path` is used in messages only.
+    pub fn from_bytes(path: PathBuf, data: Vec<u8>) -> Result<Self> {
+        let bad = |e: safetensors::SafeTensorError| Error::Format {
+            path: path.clone(),
+            message: format!("not a valid safetensors file ({e})"),
+        };
+        let (_, meta) = SafeTensors::read_metadata(&data).map_err(bad)?;
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        let tensors = SafeTensors::deserialize(&data).map_err(bad)?;
+        let base = data.as_ptr() as usize;
+        let entries = tensors
+            .iter()
+            .map(|(name, view)| {
+                let start = view.data().as_ptr() as usize - base;
+                let entry = Entry {
+                    dtype: view.dtype(),
+                    shape: view.shape().to_vec(),
+                    bytes: start..start + view.data().len(),
+                };
+                (name.to_string(), entry)
+            })
+            .collect();
+        Ok(StateDict {
+            path,
+            data,
+            entries,
+            metadata,
+        })
+    }
+
+    /// The file's `__metadata__` map.
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// Every tensor name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The shape of tensor `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// Every prefix under which a recurrent layer's `weight_ih_l0` sits, sorted
+    /// (`""` for a bare `nn.RNN` state dict).
+    pub fn rnn_prefixes(&self) -> Vec<String> {
+        let mut prefixes: Vec<String> = self
+            .entries
+            .keys()
+            .filter_map(|k| k.strip_suffix("weight_ih_l0"))
+            .filter(|p| p.is_empty() || p.ends_with('.'))
+            .map(str::to_string)
+            .collect();
+        prefixes.sort();
+        prefixes
+    }
+
+    /// The prefix to load: `given` if it holds a layer (a missing trailing `.` is added),
+    /// else the only candidate; an error lists the candidates when there are several.
+    pub fn resolve_prefix(&self, given: Option<&str>) -> Result<String> {
+        let candidates = self.rnn_prefixes();
+        match given {
+            Some(p) => {
+                let with_dot = if p.is_empty() || p.ends_with('.') {
+                    p.to_string()
+                } else {
+                    format!("{p}.")
+                };
+                if candidates.contains(&with_dot) {
+                    Ok(with_dot)
+                } else if candidates.iter().any(|c| c == p) {
+                    Ok(p.to_string())
+                } else if candidates.is_empty() {
+                    Err(self.no_rnn(Some(p)))
+                } else {
+                    Err(Error::NoRnnFound {
+                        prefix: Some(p.to_string()),
+                        names: candidates
+                            .iter()
+                            .map(|c| format!("{c}weight_ih_l0"))
+                            .collect(),
+                    })
+                }
+            }
+            None => match candidates.len() {
+                0 => Err(self.no_rnn(None)),
+                1 => Ok(candidates[0].clone()),
+                _ => Err(Error::AmbiguousPrefix { candidates }),
+            },
+        }
+    }
+
+    fn no_rnn(&self, prefix: Option<&str>) -> Error {
+        let mut names: Vec<String> = self.names().iter().take(8).map(|s| s.to_string()).collect();
+        if self.entries.len() > 8 {
+            names.push(format!("... {} more", self.entries.len() - 8));
+        }
+        Error::NoRnnFound {
+            prefix: prefix.map(str::to_string),
+            names,
+        }
+    }
+
+    /// The dtype of the layer's parameters under `prefix` (that of `weight_ih_l0`).
+    pub fn dtype(&self, prefix: &str) -> Result<Dtype> {
+        let name = format!("{prefix}weight_ih_l0");
+        let entry = self.entry(&name)?;
+        match entry.dtype {
+            StDtype::F32 => Ok(Dtype::F32),
+            StDtype::F64 => Ok(Dtype::F64),
+            other => Err(Error::UnsupportedDtype {
+                name,
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries.get(name).ok_or_else(|| self.no_rnn(None))
+    }
+
+    /// The configuration of the layer under `prefix`: sizes, `num_layers`,
+    /// `bidirectional` and `bias` from the tensors; `nonlinearity`, `batch_first` and
+    /// `dropout` from the metadata, else torch's defaults. Checks that every parameter the
+    /// configuration needs is present with torch's shape and that no other parameter
+    /// name sits under the prefix.
+    pub fn infer_config(&self, prefix: &str) -> Result<RnnConfig> {
+        let found: Vec<(String, ParamName)> = self
+            .entries
+            .keys()
+            .filter_map(|k| {
+                let bare = k.strip_prefix(prefix)?;
+                Some((k.clone(), bare.parse::<ParamName>().ok()?))
+            })
+            .collect();
+        let w_ih0 = self.entry(&format!("{prefix}weight_ih_l0"))?;
+        let w_hh_name = format!("{prefix}weight_hh_l0");
+        let w_hh0 = self.entries.get(&w_hh_name).ok_or_else(|| Error::MissingParameter {
+            name: w_hh_name.clone(),
+            config: "recurrent layer".to_string(),
+            expected: vec![format!("{prefix}weight_ih_l0"), w_hh_name.clone()],
+            found: sorted(found.iter().map(|(k, _)| k.clone())),
+        })?;
+        if w_ih0.shape.len() != 2 || w_hh0.shape.len() != 2 {
+            return Err(Error::ParameterShape {
+                name: if w_ih0.shape.len() != 2 {
+                    format!("{prefix}weight_ih_l0")
+                } else {
+                    w_hh_name
+                },
+                expected: vec![0, 0],
+                got: if w_ih0.shape.len() != 2 {
+                    w_ih0.shape.clone()
+                } else {
+                    w_hh0.shape.clone()
+                },
+            });
+        }
+        let (rows, hidden) = (w_hh0.shape[0], w_hh0.shape[1]);
+        if hidden == 0 || rows % hidden != 0 || rows / hidden != 1 {
+            let kind = match (hidden > 0 && rows % hidden == 0).then(|| rows / hidden) {
+                Some(4) => "an LSTM (weight_hh has 4*H rows)",
+                Some(3) => "a GRU (weight_hh has 3*H rows)",
+                _ => "not an Elman RNN",
+            };
+            return Err(Error::UnsupportedModel(format!(
+                "{}: '{w_hh_name}' has shape ({rows}, {hidden}): {kind}; this version runs torch.nn.RNN only (weight_hh of shape (H, H))",
+                self.path.display()
+            )));
+        }
+        if self.entries.contains_key(&format!("{prefix}weight_hr_l0")) {
+            return Err(Error::UnsupportedModel(format!(
+                "{}: '{prefix}weight_hr_l0' means an LSTM with proj_size; this version runs torch.nn.RNN only",
+                self.path.display()
+            )));
+        }
+        let num_layers = (0..)
+            .take_while(|k| self.entries.contains_key(&format!("{prefix}weight_ih_l{k}")))
+            .count();
+        let mut config = RnnConfig::new(w_ih0.shape[1], hidden)
+            .num_layers(num_layers)
+            .bidirectional(self.entries.contains_key(&format!("{prefix}weight_ih_l0_reverse")))
+            .bias(self.entries.contains_key(&format!("{prefix}bias_ih_l0")));
+        self.apply_metadata(&mut config)?;
+        config.validate().map_err(|e| Error::Format {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+
+        let expected = param_names(&config);
+        let expected_full: Vec<String> = expected.iter().map(|n| format!("{prefix}{n}")).collect();
+        for (full, name) in &found {
+            if !name.exists_in(&config) {
+                return Err(Error::UnexpectedParameter {
+                    name: full.clone(),
+                    config: config.to_string(),
+                    expected: expected_full,
+                });
+            }
+        }
+        for (name, full) in expected.iter().zip(&expected_full) {
+            let entry = self.entries.get(full).ok_or_else(|| Error::MissingParameter {
+                name: full.clone(),
+                config: config.to_string(),
+                expected: expected_full.clone(),
+                found: sorted(found.iter().map(|(k, _)| k.clone())),
+            })?;
+            let want = name.shape(&config);
+            if entry.shape != want {
+                return Err(Error::ParameterShape {
+                    name: full.clone(),
+                    expected: want,
+                    got: entry.shape.clone(),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    fn apply_metadata(&self, config: &mut RnnConfig) -> Result<()> {
+        if let Some(v) = self.metadata.get(META_NONLINEARITY) {
+            config.nonlinearity = v.parse::<Nonlinearity>().map_err(|_| Error::Metadata {
+                key: META_NONLINEARITY.to_string(),
+                value: v.clone(),
+                expected: "'tanh' or 'relu'".to_string(),
+            })?;
+        }
+        if let Some(v) = self.metadata.get(META_BATCH_FIRST) {
+            config.batch_first = parse_bool(v).ok_or_else(|| Error::Metadata {
+                key: META_BATCH_FIRST.to_string(),
+                value: v.clone(),
+                expected: "'true' or 'false'".to_string(),
+            })?;
+        }
+        if let Some(v) = self.metadata.get(META_DROPOUT) {
+            config.dropout = v
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=1.0).contains(p))
+                .ok_or_else(|| Error::Metadata {
+                    key: META_DROPOUT.to_string(),
+                    value: v.clone(),
+                    expected: "a number in [0, 1]".to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Tensor `name` converted to `T` (float32 and float64 files only).
+    pub fn tensor<T: Float>(&self, name: &str) -> Result<ArrayD<T>> {
+        let entry = self.entries.get(name).ok_or_else(|| self.no_rnn(None))?;
+        let bytes = &self.data[entry.bytes.clone()];
+        let values: Vec<T> = match entry.dtype {
+            StDtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| T::of(f64::from(f32::from_le_slice(c))))
+                .collect(),
+            StDtype::F64 => bytes
+                .chunks_exact(8)
+                .map(|c| T::of(f64::from_le_slice(c)))
+                .collect(),
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    name: name.to_string(),
+                    got: format!("{other:?}"),
+                })
+            }
+        };
+        ArrayD::from_shape_vec(entry.shape.clone(), values).map_err(|e| Error::Format {
+            path: self.path.clone(),
+            message: format!("tensor '{name}': {e}"),
+        })
+    }
+
+    /// Builds the layer under `prefix` with `config` (from [`StateDict::infer_config`],
+    /// possibly adjusted), converting every parameter to `T`.
+    pub fn load_rnn<T: Float>(&self, prefix: &str, config: RnnConfig) -> Result<Rnn<T>> {
+        let names = param_names(&config);
+        let mut tensors = Vec::with_capacity(names.len());
+        for name in names {
+            let full = format!("{prefix}{name}");
+            if !self.entries.contains_key(&full) {
+                return Err(Error::MissingParameter {
+                    name: full,
+                    config: config.to_string(),
+                    expected: param_names(&config)
+                        .iter()
+                        .map(|n| format!("{prefix}{n}"))
+                        .collect(),
+                    found: Vec::new(),
+                });
+            }
+            tensors.push((name.to_string(), self.tensor::<T>(&full)?));
+        }
+        Rnn::from_named(config, tensors)
+    }
+}
+
+fn sorted(names: impl Iterator<Item = String>) -> Vec<String> {
+    names.collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Loads the recurrent layer of a safetensors state dict in one call: resolves the prefix
+/// (auto-detected when `prefix` is `None`), infers the configuration, converts to `T`.
+///
+/// ```no_run
+/// let rnn = recurrent::io::safetensors::load::<f32>("model.safetensors", None)?;
+/// println!("{}", rnn.config());
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+pub fn load<T: Float>(path: impl AsRef<Path>, prefix: Option<&str>) -> Result<Rnn<T>> {
+    let dict = StateDict::read(path)?;
+    let prefix = dict.resolve_prefix(prefix)?;
+    let config = dict.infer_config(&prefix)?;
+    dict.load_rnn(&prefix, config)
+}
+
+/// Saves `rnn`'s parameters as a state dict torch loads with
+/// `model.load_state_dict(safetensors.torch.load_file(path))`, with metadata recording
+/// the options the tensors cannot show (`nonlinearity`, `batch_first`, `dropout`) plus
+/// `extra_metadata`. Written atomically.
+pub fn save<T: Float>(
+    rnn: &Rnn<T>,
+    path: impl AsRef<Path>,
+    extra_metadata: &HashMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let config = rnn.config();
+    let mut metadata = extra_metadata.clone();
+    metadata.insert("format".to_string(), "pt".to_string());
+    metadata.insert(META_NONLINEARITY.to_string(), config.nonlinearity.to_string());
+    metadata.insert(META_BATCH_FIRST.to_string(), config.batch_first.to_string());
+    metadata.insert(META_DROPOUT.to_string(), config.dropout.to_string());
+
+    let dtype = match T::DTYPE {
+        Dtype::F32 => StDtype::F32,
+        Dtype::F64 => StDtype::F64,
+    };
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = rnn
+        .named_parameters()
+        .map(|(name, t)| {
+            let mut bytes = Vec::with_capacity(t.len() * std::mem::size_of::<T>());
+            for &v in t.iter() {
+                v.extend_le_bytes(&mut bytes);
+            }
+            (name, t.shape().to_vec(), bytes)
+        })
+        .collect();
+    let format_err = |e: safetensors::SafeTensorError| Error::Format {
+        path: path.to_path_buf(),
+        message: format!("cannot serialise: {e}"),
+    };
+    let mut views = Vec::with_capacity(buffers.len());
+    for (name, shape, bytes) in &buffers {
+        views.push((
+            name.as_str(),
+            TensorView::new(dtype, shape.clone(), bytes).map_err(format_err)?,
+        ));
+    }
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(format_err)?;
+    super::write_atomic(path, |w| {
+        w.write_all(&bytes).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}

@@ -1,0 +1,79 @@
+//! # recurrent
+//!
+//! PyTorch's recurrent layers, computed exactly, in Rust, on the CPU. This version
+//! implements `torch.nn.RNN` (the Elman RNN, `tanh` or `relu`) with every constructor
+//! option and input form torch has: multi-layer, bidirectional, `batch_first`, unbatched
+//! input, optional h_0, no-bias, dropout between layers in training, float32 and float64.
+//!
+//! ## A tour
+//!
+//! Build a layer as you would in torch, run it, and check it against the reference loop
+//! that serves as this crate's specification:
+//!
+//! ```
+//! use ndarray::Array3;
+//! use recurrent::{reference, Nonlinearity, Rnn, RnnConfig};
+//!
+//! // torch.nn.RNN(input_size=4, hidden_size=8, num_layers=2, bidirectional=True)
+//! let config = RnnConfig::new(4, 8).num_layers(2).bidirectional(true);
+//! let rnn = Rnn::<f32>::seeded(config, 42)?; // torch's default init, seeded
+//!
+//! // Input (L, N, H_in) = (5, 3, 4); h_0 defaults to zeros.
+//! let x = Array3::from_shape_fn((5, 3, 4), |(t, n, i)| ((t + n + i) as f32 * 0.3).sin());
+//! let (output, h_n) = rnn.forward(x.view().into_dyn(), None)?;
+//! assert_eq!(output.shape(), [5, 3, 16]); // (L, N, D*H)
+//! assert_eq!(h_n.shape(), [4, 3, 8]); // (D*num_layers, N, H), index layer*D + direction
+//!
+//! // The last layer's forward-direction state at the last step is h_n[2].
+//! let last = output.index_axis(ndarray::Axis(0), 4);
+//! assert_eq!(last.slice(ndarray::s![.., ..8]), h_n.index_axis(ndarray::Axis(0), 2));
+//!
+//! // The fast path and the plain loop agree.
+//! let (ref_out, ref_hn) = reference::forward(&rnn, x.view().into_dyn(), None)?;
+//! assert!((&output - &ref_out).iter().all(|d| d.abs() < 1e-5));
+//! assert!((&h_n - &ref_hn).iter().all(|d| d.abs() < 1e-5));
+//!
+//! // Parameters carry torch's names, in named_parameters() order.
+//! let names: Vec<String> = rnn.named_parameters().map(|(n, _)| n).take(5).collect();
+//! assert_eq!(names, ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_ih_l0_reverse"]);
+//! # let _ = Nonlinearity::Relu;
+//! # Ok::<(), recurrent::Error>(())
+//! ```
+//!
+//! Load a model trained in PyTorch and saved with
+//! `safetensors.torch.save_file(model.state_dict(), "model.safetensors")`:
+//!
+//! ```no_run
+//! let rnn = recurrent::io::safetensors::load::<f32>("model.safetensors", Some("encoder.rnn."))?;
+//! # Ok::<(), recurrent::Error>(())
+//! ```
+//!
+//! ## Layout
+//!
+//! - [`config`]: the constructor options ([`RnnConfig`]) and torch's checks.
+//! - [`params`]: torch's parameter names and shapes, storage, default init.
+//! - [`module`]: [`Rnn`], the layer: `forward`, `forward_train`, named parameters.
+//! - [`reference`]: the plain per-step loop; the readable spec and the test oracle.
+//! - `forward` (private): the fast path. Per layer and direction, one GEMM projects all
+//!   time steps (biases folded in) straight into that direction's half of the output;
+//!   each step then adds `h_{t-1} W_hh^T` and applies the activation in place.
+//! - [`io`]: safetensors state dicts and `.npy` arrays.
+//! - [`Error`]: every failure as a value; nothing a user supplies makes the crate panic.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod element;
+pub mod error;
+mod forward;
+pub mod io;
+mod kernels;
+pub mod module;
+pub mod params;
+pub mod reference;
+mod shape;
+
+pub use config::{Nonlinearity, RnnConfig};
+pub use element::{Dtype, Float};
+pub use error::{Error, Result};
+pub use module::Rnn;

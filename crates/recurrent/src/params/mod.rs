@@ -1,0 +1,34 @@
+//! Parameters: torch's names, per-(layer, direction) storage, and default initialisation.
+
+mod init;
+mod name;
+
+pub use init::uniform_init;
+pub use name::{param_names, ParamKind, ParamName};
+
+use ndarray::{Array1, Array2};
+
+use crate::element::Float;
+
+/// The tensors of one (layer, direction), in torch's layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectionParams<T> {
+    /// `weight_ih`: `(H, layer_input_size)`.
+    pub w_ih: Array2<T>,
+    /// `weight_hh`: `(H, H)`.
+    pub w_hh: Array2<T>,
+    /// `bias_ih`: `(H,)`, when the layer has biases.
+    pub b_ih: Option<Array1<T>>,
+    /// `bias_hh`: `(H,)`, when the layer has biases.
+    pub b_hh: Option<Array1<T>>,
+}
+
+impl<T: Float> DirectionParams<T> {
+    /// `b_ih + b_hh`, the bias the fast path folds into the input projection once.
+    pub(crate) fn folded_bias(&self) -> Option<Array1<T>> {
+        match (&self.b_ih, &self.b_hh) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        }
+    }
+}

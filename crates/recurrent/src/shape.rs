@@ -1,0 +1,131 @@
+//! Input forms (unbatched, sequence-first, batch-first) and torch's shape checks.
+//!
+//! As in `torch/nn/modules/rnn.py`, an unbatched input gets a batch axis of 1 at the edge
+//! and loses it on the way out, so the core only sees batched sequences.
+
+use ndarray::{ArrayView3, ArrayViewD, Axis, CowArray, Ix3};
+
+use crate::config::RnnConfig;
+use crate::element::Float;
+use crate::error::{Error, Result};
+
+/// A checked input with its initial state, ready for the core.
+pub(crate) struct Prepared<'a, T> {
+    /// The input in the caller's axis order, standard (C) layout: `(L, N, F)`, or
+    /// `(N, L, F)` when `batch_first`. An unbatched input becomes `(L, 1, F)`.
+    pub input: CowArray<'a, T, Ix3>,
+    /// Whether `input`'s axes are `(N, L, F)`.
+    pub batch_first: bool,
+    /// Whether the caller's input was 2-D.
+    pub unbatched: bool,
+    /// `(D * num_layers, N, H)`, if the caller gave h_0.
+    pub h0: Option<ArrayView3<'a, T>>,
+}
+
+impl<T: Float> Prepared<'_, T> {
+    /// `N`.
+    pub fn batch(&self) -> usize {
+        self.input.len_of(self.batch_axis())
+    }
+
+    /// The input's time axis.
+    pub fn time_axis(&self) -> Axis {
+        Axis(usize::from(self.batch_first))
+    }
+
+    /// The input's batch axis.
+    pub fn batch_axis(&self) -> Axis {
+        Axis(usize::from(!self.batch_first))
+    }
+}
+
+/// Checks `input` and `h0` against `config` in torch's order and with torch's meaning,
+/// and normalises them to batched form.
+pub(crate) fn prepare<'a, T: Float>(
+    config: &RnnConfig,
+    input: ArrayViewD<'a, T>,
+    h0: Option<ArrayViewD<'a, T>>,
+) -> Result<Prepared<'a, T>> {
+    let rank = input.ndim();
+    if rank != 2 && rank != 3 {
+        return Err(Error::InputRank {
+            got: rank,
+            shape: input.shape().to_vec(),
+        });
+    }
+    let unbatched = rank == 2;
+    if let Some(h) = &h0 {
+        if h.ndim() != rank {
+            return Err(Error::HiddenRank {
+                input_rank: rank,
+                hidden_rank: h.ndim(),
+            });
+        }
+    }
+    let features = input.shape()[rank - 1];
+    if features != config.input_size {
+        return Err(Error::InputSize {
+            expected: config.input_size,
+            got: features,
+        });
+    }
+    // An unbatched (L, F) input is (L, 1, F) in either axis order; keep it sequence-first.
+    let batch_first = config.batch_first && !unbatched;
+    let input3 = if unbatched {
+        input.insert_axis(Axis(1))
+    } else {
+        input
+    };
+    let input3 = input3
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| internal_rank())?;
+    let (seq_len, batch) = if batch_first {
+        (input3.shape()[1], input3.shape()[0])
+    } else {
+        (input3.shape()[0], input3.shape()[1])
+    };
+    if seq_len == 0 {
+        return Err(Error::EmptySequence {
+            shape: if unbatched {
+                vec![0, features]
+            } else {
+                input3.shape().to_vec()
+            },
+        });
+    }
+    let layers = config.num_directions() * config.num_layers;
+    let h0 = match h0 {
+        None => None,
+        Some(h) => {
+            let expected = if unbatched {
+                vec![layers, config.hidden_size]
+            } else {
+                vec![layers, batch, config.hidden_size]
+            };
+            if h.shape() != expected.as_slice() {
+                return Err(Error::HiddenShape {
+                    expected,
+                    got: h.shape().to_vec(),
+                });
+            }
+            let h = if unbatched { h.insert_axis(Axis(1)) } else { h };
+            Some(h.into_dimensionality::<Ix3>().map_err(|_| internal_rank())?)
+        }
+    };
+    let input = if input3.is_standard_layout() {
+        CowArray::from(input3)
+    } else {
+        CowArray::from(input3.as_standard_layout().into_owned())
+    };
+    Ok(Prepared {
+        input,
+        batch_first,
+        unbatched,
+        h0,
+    })
+}
+
+/// Unreachable: ranks were checked just before each conversion.
+fn internal_rank() -> Error {
+    Error::Config("internal error: rank changed during shape normalisation".to_string())
+}
