@@ -1,1 +1,179 @@
-fn main(){}
+//! `recurrent`: run, inspect and create torch.nn.RNN models from the command line.
+//!
+//! A thin shell over the `recurrent` library. Every failure prints one line on stderr,
+//! naming the file or argument and what was expected, and exits non-zero; outputs are
+//! written to temporary files and renamed into place only when everything succeeded.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Command-line arguments.
+#[derive(Parser, Debug)]
+#[command(
+    name = "recurrent",
+    version,
+    about = "torch.nn.RNN, exactly, in Rust: run, inspect and create models saved as safetensors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a model on a .npy input; write the output (and h_n) as .npy.
+    Run(RunArgs),
+    /// Show a model's inferred configuration and parameters, as named_parameters() lists them.
+    Inspect(InspectArgs),
+    /// Create a model with torch's default initialisation and save it as safetensors.
+    Init(InitArgs),
+}
+
+/// `recurrent run`.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The state_dict, saved with safetensors.torch.save_file(model.state_dict(), path).
+    #[arg(long, value_name = "M.safetensors")]
+    model: std::path::PathBuf,
+    /// Input (L, H_in), (L, N, H_in) or, with batch_first, (N, L, H_in); float32 or float64.
+    #[arg(long, value_name = "X.npy")]
+    input: std::path::PathBuf,
+    /// Where to write the output (L, N, D*H) (or the batch-first / unbatched form).
+    #[arg(long, value_name = "OUT.npy")]
+    output: std::path::PathBuf,
+    /// Where to write h_n (D*num_layers, N, H).
+    #[arg(long, value_name = "HN.npy")]
+    hn: Option<std::path::PathBuf>,
+    /// Initial hidden state (D*num_layers, N, H), or (D*num_layers, H) for unbatched input;
+    /// zeros if absent. Same dtype as the input.
+    #[arg(long, value_name = "H0.npy")]
+    h0: Option<std::path::PathBuf>,
+    /// Input and output are (N, L, F). Overrides the file's metadata; `--batch-first=false`
+    /// turns it off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    batch_first: Option<bool>,
+    /// The activation. Overrides the file's metadata (default tanh).
+    #[arg(long, value_enum)]
+    nonlinearity: Option<NonlinearityArg>,
+    /// Key prefix of the RNN's tensors, e.g. `encoder.rnn.`; detected when unambiguous.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+}
+
+/// `recurrent inspect`.
+#[derive(Args, Debug)]
+struct InspectArgs {
+    /// The state_dict (safetensors).
+    #[arg(value_name = "M.safetensors")]
+    model: std::path::PathBuf,
+    /// Key prefix of the RNN's tensors; detected when unambiguous.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+    /// Print every parameter's values too.
+    #[arg(long)]
+    values: bool,
+}
+
+/// `recurrent init`.
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Features of each input step (H_in).
+    #[arg(long, value_name = "I")]
+    input_size: usize,
+    /// Features of the hidden state (H).
+    #[arg(long, value_name = "H")]
+    hidden_size: usize,
+    /// Number of stacked layers.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    num_layers: usize,
+    /// The activation.
+    #[arg(long, value_enum, default_value_t = NonlinearityArg::Tanh)]
+    nonlinearity: NonlinearityArg,
+    /// No bias_ih / bias_hh tensors.
+    #[arg(long)]
+    no_bias: bool,
+    /// Two directions per layer.
+    #[arg(long)]
+    bidirectional: bool,
+    /// Record batch_first=true in the metadata.
+    #[arg(long)]
+    batch_first: bool,
+    /// Dropout between layers in training, recorded in the metadata.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    dropout: f64,
+    /// Seed of the ChaCha8 generator behind the uniform init.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Parameter dtype.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    dtype: DtypeArg,
+    /// Where to write the model.
+    #[arg(long, value_name = "M.safetensors")]
+    output: std::path::PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum NonlinearityArg {
+    Tanh,
+    Relu,
+}
+
+impl From<NonlinearityArg> for recurrent::Nonlinearity {
+    fn from(n: NonlinearityArg) -> Self {
+        match n {
+            NonlinearityArg::Tanh => recurrent::Nonlinearity::Tanh,
+            NonlinearityArg::Relu => recurrent::Nonlinearity::Relu,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DtypeArg {
+    F32,
+    F64,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            eprintln!("{}", one_line(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => commands::run(args),
+        Command::Inspect(args) => commands::inspect(args),
+        Command::Init(args) => commands::init(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {}", one_line(&message));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Joins a multi-line message (clap's usage errors) into one line, dropping the usage
+/// and "--help" hints.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -26,7 +26,7 @@
 //!
 //! // The last layer's forward-direction state at the last step is h_n[2].
 //! let last = output.index_axis(ndarray::Axis(0), 4);
-//! assert_eq!(last.slice(ndarray::s![.., ..8]), h_n.index_axis(ndarray::Axis(0), 2));
+//! assert_eq!(last.slice(ndarray::s![.., ..8]).into_dyn(), h_n.index_axis(ndarray::Axis(0), 2));
 //!
 //! // The fast path and the plain loop agree.
 //! let (ref_out, ref_hn) = reference::forward(&rnn, x.view().into_dyn(), None)?;

@@ -1,0 +1,385 @@
+//! End-to-end tests of the `recurrent` binary: PyTorch-made state dicts and inputs in,
+//! torch's outputs out; every kind of bad input gives one line on stderr, a non-zero
+//! exit, and no output file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::{read_npy, write_npy};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_recurrent"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../recurrent/tests/fixtures/cli")
+        .join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// torch.testing.assert_close defaults for the dtype.
+fn assert_close_f32(got: &ArrayD<f32>, want: &ArrayD<f32>) {
+    assert_eq!(got.shape(), want.shape());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 1e-5 + 1.3e-6 * w.abs(), "got {g}, want {w}");
+    }
+}
+
+fn assert_close_f64(got: &ArrayD<f64>, want: &ArrayD<f64>) {
+    assert_eq!(got.shape(), want.shape());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 1e-7 + 1e-7 * w.abs(), "got {g}, want {w}");
+    }
+}
+
+/// Asserts failure with exactly one line on stderr containing every `needle`, and that
+/// `outputs` were not created.
+fn assert_fails(out: &Output, needles: &[&str], outputs: &[&Path]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+    }
+    for path in outputs {
+        assert!(!path.exists(), "{} was left behind", path.display());
+    }
+}
+
+fn no_temp_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(!name.to_string_lossy().ends_with(".tmp"), "temp file left: {name:?}");
+    }
+}
+
+#[test]
+fn run_reproduces_torch_on_prefixed_state_dict_with_h0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, hn) = (dir.path().join("out.npy"), dir.path().join("hn.npy"));
+    let o = run(&[
+        "run",
+        "--model",
+        s(&fixture("encoder.safetensors")),
+        "--input",
+        s(&fixture("encoder_input.npy")),
+        "--h0",
+        s(&fixture("encoder_h0.npy")),
+        "--output",
+        s(&out),
+        "--hn",
+        s(&hn),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_close_f32(&read_npy(&out).unwrap(), &read_npy(fixture("encoder_output.npy")).unwrap());
+    assert_close_f32(&read_npy(&hn).unwrap(), &read_npy(fixture("encoder_hn.npy")).unwrap());
+    no_temp_files(dir.path());
+}
+
+#[test]
+fn run_without_h0_with_explicit_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, hn) = (dir.path().join("out.npy"), dir.path().join("hn.npy"));
+    for prefix in ["encoder.rnn.", "encoder.rnn"] {
+        let o = run(&[
+            "run",
+            "--model",
+            s(&fixture("encoder.safetensors")),
+            "--input",
+            s(&fixture("encoder_input.npy")),
+            "--prefix",
+            prefix,
+            "--output",
+            s(&out),
+            "--hn",
+            s(&hn),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let want: ArrayD<f32> = read_npy(fixture("encoder_output_noh0.npy")).unwrap();
+        assert_close_f32(&read_npy(&out).unwrap(), &want);
+        let want: ArrayD<f32> = read_npy(fixture("encoder_hn_noh0.npy")).unwrap();
+        assert_close_f32(&read_npy(&hn).unwrap(), &want);
+    }
+}
+
+#[test]
+fn run_unbatched_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, hn) = (dir.path().join("out.npy"), dir.path().join("hn.npy"));
+    let o = run(&[
+        "run",
+        "--model",
+        s(&fixture("encoder.safetensors")),
+        "--input",
+        s(&fixture("unbatched_input.npy")),
+        "--output",
+        s(&out),
+        "--hn",
+        s(&hn),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_close_f32(&read_npy(&out).unwrap(), &read_npy(fixture("unbatched_output.npy")).unwrap());
+    assert_close_f32(&read_npy(&hn).unwrap(), &read_npy(fixture("unbatched_hn.npy")).unwrap());
+}
+
+#[test]
+fn run_float64_reads_relu_and_batch_first_from_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, hn) = (dir.path().join("out.npy"), dir.path().join("hn.npy"));
+    let o = run(&[
+        "run",
+        "--model",
+        s(&fixture("relu_bf.safetensors")),
+        "--input",
+        s(&fixture("relu_bf_input.npy")),
+        "--output",
+        s(&out),
+        "--hn",
+        s(&hn),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_close_f64(&read_npy(&out).unwrap(), &read_npy(fixture("relu_bf_output.npy")).unwrap());
+    assert_close_f64(&read_npy(&hn).unwrap(), &read_npy(fixture("relu_bf_hn.npy")).unwrap());
+}
+
+#[test]
+fn flags_override_metadata() {
+    // --batch-first=false and --nonlinearity tanh against the relu/batch_first file: the
+    // CLI must compute what the library computes with that configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&fixture("relu_bf.safetensors")),
+        "--input",
+        s(&fixture("relu_bf_input.npy")),
+        "--batch-first=false",
+        "--nonlinearity",
+        "tanh",
+        "--output",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut rnn = recurrent::io::safetensors::load::<f64>(fixture("relu_bf.safetensors"), None).unwrap();
+    assert!(rnn.config().batch_first);
+    rnn.set_batch_first(false);
+    rnn.set_nonlinearity(recurrent::Nonlinearity::Tanh);
+    let x: ArrayD<f64> = read_npy(fixture("relu_bf_input.npy")).unwrap();
+    let (want, _) = recurrent::reference::forward(&rnn, x.view(), None).unwrap();
+    let got: ArrayD<f64> = read_npy(&out).unwrap();
+    assert_eq!(got.shape(), [2, 6, 4]); // (L=2, N=6, H): the input read sequence-first
+    assert_close_f64(&got, &want);
+}
+
+#[test]
+fn init_inspect_run_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let o = run(&[
+        "init",
+        "--input-size",
+        "3",
+        "--hidden-size",
+        "5",
+        "--num-layers",
+        "2",
+        "--nonlinearity",
+        "relu",
+        "--bidirectional",
+        "--batch-first",
+        "--seed",
+        "7",
+        "--output",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    no_temp_files(dir.path());
+
+    let o = run(&["inspect", s(&model)]);
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.starts_with("RNN(3, 5, num_layers=2, nonlinearity='relu', batch_first=True, bidirectional=True)"),
+        "{text}"
+    );
+    // named_parameters() order, torch's shapes.
+    let listed: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let name = parts.next().unwrap();
+            (name, l[l.find('(').unwrap()..].trim())
+        })
+        .collect();
+    assert_eq!(listed.len(), 16);
+    assert_eq!(listed[0], ("weight_ih_l0", "(5, 3)"));
+    assert_eq!(listed[3], ("bias_hh_l0", "(5,)"));
+    assert_eq!(listed[4], ("weight_ih_l0_reverse", "(5, 3)"));
+    assert_eq!(listed[8], ("weight_ih_l1", "(5, 10)"));
+    assert_eq!(listed[15], ("bias_hh_l1_reverse", "(5,)"));
+
+    // The file holds exactly the seeded library model, and run computes its forward.
+    let config = recurrent::RnnConfig::new(3, 5)
+        .num_layers(2)
+        .nonlinearity(recurrent::Nonlinearity::Relu)
+        .bidirectional(true)
+        .batch_first(true);
+    let rnn = recurrent::Rnn::<f32>::seeded(config, 7).unwrap();
+    let x = ArrayD::<f32>::from_shape_fn(IxDyn(&[2, 4, 3]), |i| (i[0] + 2 * i[1] + 3 * i[2]) as f32 * 0.1 - 0.7);
+    let input = dir.path().join("x.npy");
+    write_npy(&input, &x).unwrap();
+    let out = dir.path().join("out.npy");
+    let o = run(&["run", "--model", s(&model), "--input", s(&input), "--output", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (want, _) = recurrent::reference::forward(&rnn, x.view(), None).unwrap();
+    assert_close_f32(&read_npy(&out).unwrap(), &want);
+
+    let o = run(&["inspect", s(&model), "--values"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8(o.stdout).unwrap().lines().count() > 40);
+}
+
+#[test]
+fn ambiguous_prefix_lists_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&fixture("ambiguous.safetensors")),
+        "--input",
+        s(&fixture("encoder_input.npy")),
+        "--output",
+        s(&out),
+    ]);
+    assert_fails(&o, &["ambiguous.safetensors", "'a.rnn.'", "'b.rnn.'"], &[&out]);
+    let o = run(&["inspect", s(&fixture("ambiguous.safetensors")), "--prefix", "b.rnn."]);
+    assert!(o.status.success());
+    assert!(String::from_utf8(o.stdout).unwrap().starts_with("RNN(5, 6, num_layers=2)"));
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (out, hn) = (d.join("out.npy"), d.join("hn.npy"));
+    let model = fixture("encoder.safetensors");
+    let input = fixture("encoder_input.npy");
+
+    let write = |name: &str, shape: &[usize], f64s: bool| -> PathBuf {
+        let p = d.join(name);
+        if f64s {
+            write_npy(&p, &ArrayD::<f64>::zeros(IxDyn(shape))).unwrap();
+        } else {
+            write_npy(&p, &ArrayD::<f32>::zeros(IxDyn(shape))).unwrap();
+        }
+        p
+    };
+    let wrong_width = write("w.npy", &[7, 3, 5], false);
+    let rank4 = write("r4.npy", &[1, 7, 3, 6], false);
+    let empty = write("e.npy", &[0, 3, 6], false);
+    let h0_shape = write("h0s.npy", &[2, 3, 8], false);
+    let h0_rank = write("h0r.npy", &[4, 8], false);
+    let h0_f64 = write("h0d.npy", &[4, 3, 8], true);
+    let ints = d.join("i.npy");
+    write_npy(&ints, &ArrayD::<i64>::zeros(IxDyn(&[7, 3, 6]))).unwrap();
+    let garbage = d.join("g.npy");
+    std::fs::write(&garbage, b"not an npy file").unwrap();
+    let missing = d.join("missing.safetensors");
+
+    // Leaked so the argument lists can borrow them freely; a test process is short-lived.
+    let leak = |p: &Path| -> &'static str { Box::leak(s(p).to_string().into_boxed_str()) };
+    let m = leak(&model);
+    let i = leak(&input);
+    let no_dir = leak(&d.join("no/such/dir/out.npy"));
+    let base = |input: &'static str| vec!["run", "--model", m, "--input", input, "--output", s(&out), "--hn", s(&hn)];
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (base(leak(&wrong_width)), vec!["w.npy", "input_size", "expected 6, got 5"]),
+        (base(leak(&rank4)), vec!["r4.npy", "2-D", "3-D", "4-D"]),
+        (base(leak(&empty)), vec!["e.npy", "sequence length"]),
+        (base(leak(&ints)), vec!["i.npy", "float32 or float64"]),
+        (base(leak(&garbage)), vec!["g.npy", ".npy"]),
+        (base(leak(&d.join("nope.npy"))), vec!["nope.npy"]),
+        ([base(i), vec!["--h0", leak(&h0_shape)]].concat(), vec!["h0s.npy", "(4, 3, 8)", "(2, 3, 8)"]),
+        ([base(i), vec!["--h0", leak(&h0_rank)]].concat(), vec!["h0r.npy", "3-D", "2-D"]),
+        ([base(i), vec!["--h0", leak(&h0_f64)]].concat(), vec!["h0d.npy", "float32"]),
+        (
+            vec!["run", "--model", leak(&missing), "--input", i, "--output", s(&out)],
+            vec!["missing.safetensors"],
+        ),
+        (
+            vec!["run", "--model", leak(&garbage), "--input", i, "--output", s(&out)],
+            vec!["g.npy", "safetensors"],
+        ),
+        ([base(i), vec!["--prefix", "decoder."]].concat(), vec!["decoder."]),
+        (
+            vec!["run", "--model", m, "--input", i, "--output", no_dir],
+            vec!["no/such/dir"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let o = run(&args);
+        assert_fails(&o, &needles, &[&out, &hn]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+    }
+    no_temp_files(d);
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    let m = fixture("encoder.safetensors");
+    let i = fixture("encoder_input.npy");
+    for (args, needle) in [
+        (vec!["run", "--model", s(&m), "--input", s(&i)], "--output"),
+        (
+            vec!["run", "--model", s(&m), "--input", s(&i), "--output", s(&out), "--nonlinearity", "sigmoid"],
+            "sigmoid",
+        ),
+        (vec!["init", "--input-size", "3", "--hidden-size", "x", "--output", s(&out)], "--hidden-size"),
+        (vec!["frobnicate"], "frobnicate"),
+    ] {
+        let o = run(&args);
+        assert_fails(&o, &[needle], &[&out]);
+        assert_eq!(o.status.code(), Some(2));
+    }
+    // Configuration errors name the flag.
+    let o = run(&["init", "--input-size", "3", "--hidden-size", "0", "--output", s(&out)]);
+    assert_fails(&o, &["--hidden-size", "greater than zero"], &[&out]);
+    let o = run(&["init", "--input-size", "3", "--hidden-size", "2", "--dropout", "1.5", "--output", s(&out)]);
+    assert_fails(&o, &["--dropout"], &[&out]);
+}
+
+#[test]
+fn failed_run_keeps_an_existing_output_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    std::fs::write(&out, b"previous").unwrap();
+    let bad = dir.path().join("bad.npy");
+    write_npy(&bad, &ArrayD::<f32>::zeros(IxDyn(&[2, 2, 2]))).unwrap();
+    let o = run(&[
+        "run",
+        "--model",
+        s(&fixture("encoder.safetensors")),
+        "--input",
+        s(&bad),
+        "--output",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+    no_temp_files(dir.path());
+}
