@@ -174,7 +174,10 @@ pub fn init(args: InitArgs) -> CliResult {
         .bidirectional(args.bidirectional);
     let mut meta = HashMap::new();
     meta.insert("seed".to_string(), args.seed.to_string());
-    meta.insert("created_by".to_string(), format!("recurrent {}", env!("CARGO_PKG_VERSION")));
+    meta.insert(
+        "created_by".to_string(),
+        format!("recurrent {}", env!("CARGO_PKG_VERSION")),
+    );
     let saved = match args.dtype {
         DtypeArg::F32 => init_typed::<f32>(config, args.seed, &args.output, &meta),
         DtypeArg::F64 => init_typed::<f64>(config, args.seed, &args.output, &meta),
@@ -204,6 +207,10 @@ fn init_typed<T: Float>(
         message
     })?;
     st::save(&rnn, path, meta).map_err(|e| e.to_string())?;
-    Ok(format!("{} ({} parameters, {})", rnn.config(), rnn.num_parameters(), T::DTYPE))
+    Ok(format!(
+        "{} ({} parameters, {})",
+        rnn.config(),
+        rnn.num_parameters(),
+        T::DTYPE
+    ))
 }
-

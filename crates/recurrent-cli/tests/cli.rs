@@ -30,7 +30,10 @@ fn s(p: &Path) -> &str {
 fn assert_close_f32(got: &ArrayD<f32>, want: &ArrayD<f32>) {
     assert_eq!(got.shape(), want.shape());
     for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() <= 1e-5 + 1.3e-6 * w.abs(), "got {g}, want {w}");
+        assert!(
+            (g - w).abs() <= 1e-5 + 1.3e-6 * w.abs(),
+            "got {g}, want {w}"
+        );
     }
 }
 
@@ -46,7 +49,11 @@ fn assert_close_f64(got: &ArrayD<f64>, want: &ArrayD<f64>) {
 fn assert_fails(out: &Output, needles: &[&str], outputs: &[&Path]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "expected failure, stderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line expected: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     for needle in needles {
         assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
@@ -59,7 +66,10 @@ fn assert_fails(out: &Output, needles: &[&str], outputs: &[&Path]) {
 fn no_temp_files(dir: &Path) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name();
-        assert!(!name.to_string_lossy().ends_with(".tmp"), "temp file left: {name:?}");
+        assert!(
+            !name.to_string_lossy().ends_with(".tmp"),
+            "temp file left: {name:?}"
+        );
     }
 }
 
@@ -81,8 +91,14 @@ fn run_reproduces_torch_on_prefixed_state_dict_with_h0() {
         s(&hn),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_close_f32(&read_npy(&out).unwrap(), &read_npy(fixture("encoder_output.npy")).unwrap());
-    assert_close_f32(&read_npy(&hn).unwrap(), &read_npy(fixture("encoder_hn.npy")).unwrap());
+    assert_close_f32(
+        &read_npy(&out).unwrap(),
+        &read_npy(fixture("encoder_output.npy")).unwrap(),
+    );
+    assert_close_f32(
+        &read_npy(&hn).unwrap(),
+        &read_npy(fixture("encoder_hn.npy")).unwrap(),
+    );
     no_temp_files(dir.path());
 }
 
@@ -128,8 +144,14 @@ fn run_unbatched_input() {
         s(&hn),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_close_f32(&read_npy(&out).unwrap(), &read_npy(fixture("unbatched_output.npy")).unwrap());
-    assert_close_f32(&read_npy(&hn).unwrap(), &read_npy(fixture("unbatched_hn.npy")).unwrap());
+    assert_close_f32(
+        &read_npy(&out).unwrap(),
+        &read_npy(fixture("unbatched_output.npy")).unwrap(),
+    );
+    assert_close_f32(
+        &read_npy(&hn).unwrap(),
+        &read_npy(fixture("unbatched_hn.npy")).unwrap(),
+    );
 }
 
 #[test]
@@ -148,8 +170,14 @@ fn run_float64_reads_relu_and_batch_first_from_metadata() {
         s(&hn),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_close_f64(&read_npy(&out).unwrap(), &read_npy(fixture("relu_bf_output.npy")).unwrap());
-    assert_close_f64(&read_npy(&hn).unwrap(), &read_npy(fixture("relu_bf_hn.npy")).unwrap());
+    assert_close_f64(
+        &read_npy(&out).unwrap(),
+        &read_npy(fixture("relu_bf_output.npy")).unwrap(),
+    );
+    assert_close_f64(
+        &read_npy(&hn).unwrap(),
+        &read_npy(fixture("relu_bf_hn.npy")).unwrap(),
+    );
 }
 
 #[test]
@@ -171,7 +199,8 @@ fn flags_override_metadata() {
         s(&out),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut rnn = recurrent::io::safetensors::load::<f64>(fixture("relu_bf.safetensors"), None).unwrap();
+    let mut rnn =
+        recurrent::io::safetensors::load::<f64>(fixture("relu_bf.safetensors"), None).unwrap();
     assert!(rnn.config().batch_first);
     rnn.set_batch_first(false);
     rnn.set_nonlinearity(recurrent::Nonlinearity::Tanh);
@@ -210,7 +239,9 @@ fn init_inspect_run_round_trip() {
     assert!(o.status.success());
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(
-        text.starts_with("RNN(3, 5, num_layers=2, nonlinearity='relu', batch_first=True, bidirectional=True)"),
+        text.starts_with(
+            "RNN(3, 5, num_layers=2, nonlinearity='relu', batch_first=True, bidirectional=True)"
+        ),
         "{text}"
     );
     // named_parameters() order, torch's shapes.
@@ -237,11 +268,21 @@ fn init_inspect_run_round_trip() {
         .bidirectional(true)
         .batch_first(true);
     let rnn = recurrent::Rnn::<f32>::seeded(config, 7).unwrap();
-    let x = ArrayD::<f32>::from_shape_fn(IxDyn(&[2, 4, 3]), |i| (i[0] + 2 * i[1] + 3 * i[2]) as f32 * 0.1 - 0.7);
+    let x = ArrayD::<f32>::from_shape_fn(IxDyn(&[2, 4, 3]), |i| {
+        (i[0] + 2 * i[1] + 3 * i[2]) as f32 * 0.1 - 0.7
+    });
     let input = dir.path().join("x.npy");
     write_npy(&input, &x).unwrap();
     let out = dir.path().join("out.npy");
-    let o = run(&["run", "--model", s(&model), "--input", s(&input), "--output", s(&out)]);
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (want, _) = recurrent::reference::forward(&rnn, x.view(), None).unwrap();
     assert_close_f32(&read_npy(&out).unwrap(), &want);
@@ -264,10 +305,21 @@ fn ambiguous_prefix_lists_candidates() {
         "--output",
         s(&out),
     ]);
-    assert_fails(&o, &["ambiguous.safetensors", "'a.rnn.'", "'b.rnn.'"], &[&out]);
-    let o = run(&["inspect", s(&fixture("ambiguous.safetensors")), "--prefix", "b.rnn."]);
+    assert_fails(
+        &o,
+        &["ambiguous.safetensors", "'a.rnn.'", "'b.rnn.'"],
+        &[&out],
+    );
+    let o = run(&[
+        "inspect",
+        s(&fixture("ambiguous.safetensors")),
+        "--prefix",
+        "b.rnn.",
+    ]);
     assert!(o.status.success());
-    assert!(String::from_utf8(o.stdout).unwrap().starts_with("RNN(5, 6, num_layers=2)"));
+    assert!(String::from_utf8(o.stdout)
+        .unwrap()
+        .starts_with("RNN(5, 6, num_layers=2)"));
 }
 
 #[test]
@@ -304,26 +356,69 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
     let m = leak(&model);
     let i = leak(&input);
     let no_dir = leak(&d.join("no/such/dir/out.npy"));
-    let base = |input: &'static str| vec!["run", "--model", m, "--input", input, "--output", s(&out), "--hn", s(&hn)];
+    let base = |input: &'static str| {
+        vec![
+            "run",
+            "--model",
+            m,
+            "--input",
+            input,
+            "--output",
+            s(&out),
+            "--hn",
+            s(&hn),
+        ]
+    };
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
-        (base(leak(&wrong_width)), vec!["w.npy", "input_size", "expected 6, got 5"]),
+        (
+            base(leak(&wrong_width)),
+            vec!["w.npy", "input_size", "expected 6, got 5"],
+        ),
         (base(leak(&rank4)), vec!["r4.npy", "2-D", "3-D", "4-D"]),
         (base(leak(&empty)), vec!["e.npy", "sequence length"]),
         (base(leak(&ints)), vec!["i.npy", "float32 or float64"]),
         (base(leak(&garbage)), vec!["g.npy", ".npy"]),
         (base(leak(&d.join("nope.npy"))), vec!["nope.npy"]),
-        ([base(i), vec!["--h0", leak(&h0_shape)]].concat(), vec!["h0s.npy", "(4, 3, 8)", "(2, 3, 8)"]),
-        ([base(i), vec!["--h0", leak(&h0_rank)]].concat(), vec!["h0r.npy", "3-D", "2-D"]),
-        ([base(i), vec!["--h0", leak(&h0_f64)]].concat(), vec!["h0d.npy", "float32"]),
         (
-            vec!["run", "--model", leak(&missing), "--input", i, "--output", s(&out)],
+            [base(i), vec!["--h0", leak(&h0_shape)]].concat(),
+            vec!["h0s.npy", "(4, 3, 8)", "(2, 3, 8)"],
+        ),
+        (
+            [base(i), vec!["--h0", leak(&h0_rank)]].concat(),
+            vec!["h0r.npy", "3-D", "2-D"],
+        ),
+        (
+            [base(i), vec!["--h0", leak(&h0_f64)]].concat(),
+            vec!["h0d.npy", "float32"],
+        ),
+        (
+            vec![
+                "run",
+                "--model",
+                leak(&missing),
+                "--input",
+                i,
+                "--output",
+                s(&out),
+            ],
             vec!["missing.safetensors"],
         ),
         (
-            vec!["run", "--model", leak(&garbage), "--input", i, "--output", s(&out)],
+            vec![
+                "run",
+                "--model",
+                leak(&garbage),
+                "--input",
+                i,
+                "--output",
+                s(&out),
+            ],
             vec!["g.npy", "safetensors"],
         ),
-        ([base(i), vec!["--prefix", "decoder."]].concat(), vec!["decoder."]),
+        (
+            [base(i), vec!["--prefix", "decoder."]].concat(),
+            vec!["decoder."],
+        ),
         (
             vec!["run", "--model", m, "--input", i, "--output", no_dir],
             vec!["no/such/dir"],
@@ -346,10 +441,31 @@ fn usage_errors_are_one_line() {
     for (args, needle) in [
         (vec!["run", "--model", s(&m), "--input", s(&i)], "--output"),
         (
-            vec!["run", "--model", s(&m), "--input", s(&i), "--output", s(&out), "--nonlinearity", "sigmoid"],
+            vec![
+                "run",
+                "--model",
+                s(&m),
+                "--input",
+                s(&i),
+                "--output",
+                s(&out),
+                "--nonlinearity",
+                "sigmoid",
+            ],
             "sigmoid",
         ),
-        (vec!["init", "--input-size", "3", "--hidden-size", "x", "--output", s(&out)], "--hidden-size"),
+        (
+            vec![
+                "init",
+                "--input-size",
+                "3",
+                "--hidden-size",
+                "x",
+                "--output",
+                s(&out),
+            ],
+            "--hidden-size",
+        ),
         (vec!["frobnicate"], "frobnicate"),
     ] {
         let o = run(&args);
@@ -357,9 +473,27 @@ fn usage_errors_are_one_line() {
         assert_eq!(o.status.code(), Some(2));
     }
     // Configuration errors name the flag.
-    let o = run(&["init", "--input-size", "3", "--hidden-size", "0", "--output", s(&out)]);
+    let o = run(&[
+        "init",
+        "--input-size",
+        "3",
+        "--hidden-size",
+        "0",
+        "--output",
+        s(&out),
+    ]);
     assert_fails(&o, &["--hidden-size", "greater than zero"], &[&out]);
-    let o = run(&["init", "--input-size", "3", "--hidden-size", "2", "--dropout", "1.5", "--output", s(&out)]);
+    let o = run(&[
+        "init",
+        "--input-size",
+        "3",
+        "--hidden-size",
+        "2",
+        "--dropout",
+        "1.5",
+        "--output",
+        s(&out),
+    ]);
     assert_fails(&o, &["--dropout"], &[&out]);
 }
 

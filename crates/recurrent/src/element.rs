@@ -123,9 +123,7 @@ impl Float for f32 {
         rsc: isize,
         csc: isize,
     ) {
-        matrixmultiply::sgemm(
-            m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
-        )
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }
 
@@ -168,8 +166,6 @@ impl Float for f64 {
         rsc: isize,
         csc: isize,
     ) {
-        matrixmultiply::dgemm(
-            m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
-        )
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }

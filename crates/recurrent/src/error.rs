@@ -29,7 +29,10 @@ pub enum Error {
     UnknownNonlinearity(String),
 
     /// The input is not 2-D (unbatched) or 3-D (batched).
-    #[error("expected input to be 2-D (L, H_in) or 3-D (L, N, H_in), got {got}-D tensor of shape {}", fmt_shape(shape))]
+    #[error(
+        "expected input to be 2-D (L, H_in) or 3-D (L, N, H_in), got {got}-D tensor of shape {}",
+        fmt_shape(shape)
+    )]
     InputRank {
         /// Rank of the tensor that came.
         got: usize,
@@ -47,7 +50,10 @@ pub enum Error {
     },
 
     /// The input has no time steps.
-    #[error("expected sequence length to be larger than 0, got input of shape {}", fmt_shape(shape))]
+    #[error(
+        "expected sequence length to be larger than 0, got input of shape {}",
+        fmt_shape(shape)
+    )]
     EmptySequence {
         /// The input's shape.
         shape: Vec<usize>,
@@ -92,7 +98,11 @@ pub enum Error {
     },
 
     /// A parameter (given or loaded) has the wrong shape.
-    #[error("parameter '{name}' must have shape {}, got {}", fmt_shape(expected), fmt_shape(got))]
+    #[error(
+        "parameter '{name}' must have shape {}, got {}",
+        fmt_shape(expected),
+        fmt_shape(got)
+    )]
     ParameterShape {
         /// Parameter name (with any prefix).
         name: String,

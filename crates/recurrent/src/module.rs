@@ -214,7 +214,11 @@ impl<T: Float> Rnn<T> {
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(&self.config, input, h0)?;
         let (output, h_n) = crate::forward::forward(self, &prepared, None);
-        Ok(finish(output.into_dyn(), h_n.into_dyn(), prepared.unbatched))
+        Ok(finish(
+            output.into_dyn(),
+            h_n.into_dyn(),
+            prepared.unbatched,
+        ))
     }
 
     /// Runs the layer in training mode: as [`Rnn::forward`], but the output of every layer
@@ -228,7 +232,11 @@ impl<T: Float> Rnn<T> {
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(&self.config, input, h0)?;
         let (output, h_n) = crate::forward::forward(self, &prepared, Some(rng));
-        Ok(finish(output.into_dyn(), h_n.into_dyn(), prepared.unbatched))
+        Ok(finish(
+            output.into_dyn(),
+            h_n.into_dyn(),
+            prepared.unbatched,
+        ))
     }
 
     fn resolve(&self, name: &str) -> Option<ParamName> {
@@ -290,4 +298,3 @@ pub(crate) fn finish<T>(
         (output, h_n)
     }
 }
-

@@ -71,7 +71,12 @@ pub fn forward<T: Float>(
                 (0..seq_len).rev().collect()
             };
             for t in times {
-                h = cell(params, config.nonlinearity, x.index_axis(Axis(0), t), h.view());
+                h = cell(
+                    params,
+                    config.nonlinearity,
+                    x.index_axis(Axis(0), t),
+                    h.view(),
+                );
                 layer_output
                     .slice_mut(s![t, .., direction * hidden..(direction + 1) * hidden])
                     .assign(&h);
@@ -86,7 +91,11 @@ pub fn forward<T: Float>(
     } else {
         x
     };
-    Ok(finish(output.into_dyn(), h_n.into_dyn(), prepared.unbatched))
+    Ok(finish(
+        output.into_dyn(),
+        h_n.into_dyn(),
+        prepared.unbatched,
+    ))
 }
 
 /// One step of one direction: `act(x W_ih^T + b_ih + h W_hh^T + b_hh)` for a batch.

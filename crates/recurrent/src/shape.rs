@@ -109,7 +109,10 @@ pub(crate) fn prepare<'a, T: Float>(
                 });
             }
             let h = if unbatched { h.insert_axis(Axis(1)) } else { h };
-            Some(h.into_dimensionality::<Ix3>().map_err(|_| internal_rank())?)
+            Some(
+                h.into_dimensionality::<Ix3>()
+                    .map_err(|_| internal_rank())?,
+            )
         }
     };
     let input = if input3.is_standard_layout() {

@@ -78,7 +78,10 @@ fn every_fixture_matches_torch() {
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 50, "expected the generated fixtures in {dir:?}");
+    assert!(
+        paths.len() >= 50,
+        "expected the generated fixtures in {dir:?}"
+    );
     let (mut f32s, mut f64s) = (0, 0);
     for path in &paths {
         let dict = StateDict::read(path).unwrap();
@@ -122,7 +125,10 @@ fn fixtures_cover_every_option() {
             (!c.has_h0, "no h0"),
             (c.dropout > 0.0, "dropout (eval)"),
             (!c.unbatched && input.contains(&0), "empty batch"),
-            (input[if c.batch_first && !c.unbatched { 1 } else { 0 }] == 1, "L=1"),
+            (
+                input[if c.batch_first && !c.unbatched { 1 } else { 0 }] == 1,
+                "L=1",
+            ),
         ] {
             if flag {
                 seen.insert(format!("{}:{label}", c.dtype));
@@ -130,13 +136,28 @@ fn fixtures_cover_every_option() {
         }
     }
     let labels = [
-        "1 layer", "2 layers", "3 layers", "tanh", "relu", "no bias", "batch_first",
-        "deep bidirectional", "unbatched", "unbatched with h0", "batched with h0", "no h0",
-        "dropout (eval)", "empty batch", "L=1",
+        "1 layer",
+        "2 layers",
+        "3 layers",
+        "tanh",
+        "relu",
+        "no bias",
+        "batch_first",
+        "deep bidirectional",
+        "unbatched",
+        "unbatched with h0",
+        "batched with h0",
+        "no h0",
+        "dropout (eval)",
+        "empty batch",
+        "L=1",
     ];
     for dtype in ["float32", "float64"] {
         for label in labels {
-            assert!(seen.contains(&format!("{dtype}:{label}")), "no fixture for {dtype} {label}");
+            assert!(
+                seen.contains(&format!("{dtype}:{label}")),
+                "no fixture for {dtype} {label}"
+            );
         }
     }
 }

@@ -13,7 +13,10 @@ use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed
 /// over `path` once complete.
-pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+pub(crate) fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let io_err = |source| Error::Io {
         path: path.to_path_buf(),
         source,

@@ -200,12 +200,15 @@ impl StateDict {
             .collect();
         let w_ih0 = self.entry(&format!("{prefix}weight_ih_l0"))?;
         let w_hh_name = format!("{prefix}weight_hh_l0");
-        let w_hh0 = self.entries.get(&w_hh_name).ok_or_else(|| Error::MissingParameter {
-            name: w_hh_name.clone(),
-            config: "recurrent layer".to_string(),
-            expected: vec![format!("{prefix}weight_ih_l0"), w_hh_name.clone()],
-            found: sorted(found.iter().map(|(k, _)| k.clone())),
-        })?;
+        let w_hh0 = self
+            .entries
+            .get(&w_hh_name)
+            .ok_or_else(|| Error::MissingParameter {
+                name: w_hh_name.clone(),
+                config: "recurrent layer".to_string(),
+                expected: vec![format!("{prefix}weight_ih_l0"), w_hh_name.clone()],
+                found: sorted(found.iter().map(|(k, _)| k.clone())),
+            })?;
         if w_ih0.shape.len() != 2 || w_hh0.shape.len() != 2 {
             return Err(Error::ParameterShape {
                 name: if w_ih0.shape.len() != 2 {
@@ -240,11 +243,17 @@ impl StateDict {
             )));
         }
         let num_layers = (0..)
-            .take_while(|k| self.entries.contains_key(&format!("{prefix}weight_ih_l{k}")))
+            .take_while(|k| {
+                self.entries
+                    .contains_key(&format!("{prefix}weight_ih_l{k}"))
+            })
             .count();
         let mut config = RnnConfig::new(w_ih0.shape[1], hidden)
             .num_layers(num_layers)
-            .bidirectional(self.entries.contains_key(&format!("{prefix}weight_ih_l0_reverse")))
+            .bidirectional(
+                self.entries
+                    .contains_key(&format!("{prefix}weight_ih_l0_reverse")),
+            )
             .bias(self.entries.contains_key(&format!("{prefix}bias_ih_l0")));
         self.apply_metadata(&mut config)?;
         config.validate().map_err(|e| Error::Format {
@@ -264,12 +273,15 @@ impl StateDict {
             }
         }
         for (name, full) in expected.iter().zip(&expected_full) {
-            let entry = self.entries.get(full).ok_or_else(|| Error::MissingParameter {
-                name: full.clone(),
-                config: config.to_string(),
-                expected: expected_full.clone(),
-                found: sorted(found.iter().map(|(k, _)| k.clone())),
-            })?;
+            let entry = self
+                .entries
+                .get(full)
+                .ok_or_else(|| Error::MissingParameter {
+                    name: full.clone(),
+                    config: config.to_string(),
+                    expected: expected_full.clone(),
+                    found: sorted(found.iter().map(|(k, _)| k.clone())),
+                })?;
             let want = name.shape(&config);
             if entry.shape != want {
                 return Err(Error::ParameterShape {
@@ -401,7 +413,10 @@ pub fn save<T: Float>(
     let config = rnn.config();
     let mut metadata = extra_metadata.clone();
     metadata.insert("format".to_string(), "pt".to_string());
-    metadata.insert(META_NONLINEARITY.to_string(), config.nonlinearity.to_string());
+    metadata.insert(
+        META_NONLINEARITY.to_string(),
+        config.nonlinearity.to_string(),
+    );
     metadata.insert(META_BATCH_FIRST.to_string(), config.batch_first.to_string());
     metadata.insert(META_DROPOUT.to_string(), config.dropout.to_string());
 
