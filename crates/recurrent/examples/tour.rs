@@ -20,7 +20,7 @@ fn main() -> Result<()> {
     let x = Array3::from_shape_fn((seq_len, batch, input_size), |(t, n, i)| {
         ((t * 7 + n * 3 + i) as f32 * 0.37).sin()
     });
-    let p = rnn.direction_params(0);
+    let p = rnn.direction_params(0).expect("layer 0 exists"); // (layer 0, forward)
     let (b_ih, b_hh) = (p.b_ih.clone().unwrap(), p.b_hh.clone().unwrap());
     let mut h = Array2::<f32>::zeros((batch, hidden)); // h_0 = 0, our own copy
     let mut by_hand = Array3::<f32>::zeros((seq_len, batch, hidden));

@@ -145,13 +145,24 @@ pub enum Error {
         got: String,
     },
 
-    /// No `weight_ih_l0` was found under any prefix.
-    #[error("no RNN parameters found{}: expected a tensor named '<prefix>weight_ih_l0' (tensors present: {})", match prefix { Some(p) => format!(" under prefix '{p}'"), None => String::new() }, if names.is_empty() { "none".to_string() } else { names.join(", ") })]
+    /// No `weight_ih_l0` was found under the prefix asked for (or under any prefix).
+    #[error("no recurrent layer found{}: expected a tensor named '{}weight_ih_l0'; {}", match prefix { Some(p) => format!(" under prefix '{p}'"), None => String::new() }, prefix.as_deref().unwrap_or("<prefix>"), if !candidates.is_empty() { format!("prefixes that hold one: {}", candidates.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ")) } else if names.is_empty() { "the file holds no tensors".to_string() } else { format!("the file holds: {}", names.join(", ")) })]
     NoRnnFound {
         /// The prefix asked for, if any.
         prefix: Option<String>,
-        /// Names present (truncated to a few).
+        /// Prefixes under which a layer was found (empty if none).
+        candidates: Vec<String>,
+        /// Tensor names in the file (the first few).
         names: Vec<String>,
+    },
+
+    /// A tensor asked for by name is not in the file.
+    #[error("no tensor named '{name}' in {}", path.display())]
+    MissingTensor {
+        /// The name asked for.
+        name: String,
+        /// The file.
+        path: PathBuf,
     },
 
     /// Several RNNs are in one state dict and no prefix was given.

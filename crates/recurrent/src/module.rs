@@ -189,9 +189,15 @@ impl<T: Float> Rnn<T> {
         self.named_parameters().map(|(_, t)| t.len()).sum()
     }
 
-    /// The parameters of (layer, direction) number `index = layer * D + direction`.
-    pub fn direction_params(&self, index: usize) -> &DirectionParams<T> {
-        &self.params[index]
+    /// The parameters of (layer, direction) number `index = layer * D + direction`, or
+    /// `None` past the last one.
+    pub fn direction_params(&self, index: usize) -> Option<&DirectionParams<T>> {
+        self.params.get(index)
+    }
+
+    /// All (layer, direction) parameters, indexed `layer * D + direction`.
+    pub(crate) fn all_direction_params(&self) -> &[DirectionParams<T>] {
+        &self.params
     }
 
     pub(crate) fn folded_bias(&self, index: usize) -> Option<&Array1<T>> {

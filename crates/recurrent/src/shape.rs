@@ -84,15 +84,6 @@ pub(crate) fn prepare<'a, T: Float>(
     } else {
         (input3.shape()[0], input3.shape()[1])
     };
-    if seq_len == 0 {
-        return Err(Error::EmptySequence {
-            shape: if unbatched {
-                vec![0, features]
-            } else {
-                input3.shape().to_vec()
-            },
-        });
-    }
     let layers = config.num_directions() * config.num_layers;
     let h0 = match h0 {
         None => None,
@@ -115,6 +106,15 @@ pub(crate) fn prepare<'a, T: Float>(
             )
         }
     };
+    if seq_len == 0 {
+        return Err(Error::EmptySequence {
+            shape: if unbatched {
+                vec![0, features]
+            } else {
+                input3.shape().to_vec()
+            },
+        });
+    }
     let input = if input3.is_standard_layout() {
         CowArray::from(input3)
     } else {

@@ -36,7 +36,7 @@ pub(crate) fn forward<T: Float>(
         let mut output = Array3::zeros((d0, d1, directions * hidden));
         for direction in 0..directions {
             let index = layer * directions + direction;
-            let params = rnn.direction_params(index);
+            let params = &rnn.all_direction_params()[index];
             let h0 = prepared.h0.as_ref().map(|h| h.index_axis(Axis(0), index));
             scan_direction(
                 params,

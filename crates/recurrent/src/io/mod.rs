@@ -25,11 +25,15 @@ pub(crate) fn write_atomic(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".recurrent-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io_err)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".recurrent-").suffix(".tmp");
+    // tempfile creates 0600 files; an output file should get the usual 0666 & !umask.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(io_err)?;
     {
         let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
         write(&mut writer)?;

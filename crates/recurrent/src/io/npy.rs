@@ -50,7 +50,8 @@ fn format_error(path: &Path, e: ReadNpyError) -> Error {
 }
 
 /// Reads a float32 or float64 `.npy` file (C or Fortran order).
-pub fn read_float(path: &Path) -> Result<NpyArray> {
+pub fn read_float(path: impl AsRef<Path>) -> Result<NpyArray> {
+    let path = path.as_ref();
     let bytes = read_bytes(path)?;
     match ArrayD::<f32>::read_npy(bytes.as_slice()) {
         Ok(a) => return Ok(NpyArray::F32(a)),
@@ -61,31 +62,56 @@ pub fn read_float(path: &Path) -> Result<NpyArray> {
         Ok(a) => Ok(NpyArray::F64(a)),
         Err(ReadNpyError::WrongDescriptor(desc)) => Err(Error::Format {
             path: path.to_path_buf(),
-            message: format!("expected a float32 or float64 array, got dtype {desc}"),
+            message: format!(
+                "expected a float32 or float64 array, got dtype {}",
+                numpy_dtype_name(&desc.to_string())
+            ),
         }),
         Err(e) => Err(format_error(path, e)),
     }
 }
 
 /// Reads a float `.npy` file that must have element type `T`.
-pub fn read<T: Float>(path: &Path) -> Result<ArrayD<T>> {
+pub fn read<T: Float>(path: impl AsRef<Path>) -> Result<ArrayD<T>> {
+    let path = path.as_ref();
     let bytes = read_bytes(path)?;
     ArrayD::<T>::read_npy(bytes.as_slice()).map_err(|e| match e {
         ReadNpyError::WrongDescriptor(desc) => Error::DtypeMismatch {
             what: path.display().to_string(),
             expected: T::DTYPE,
-            got: desc.to_string(),
+            got: numpy_dtype_name(&desc.to_string()),
         },
         e => format_error(path, e),
     })
 }
 
 /// Writes `array` to `path` as `.npy` (C order, little endian), atomically.
-pub fn write<T: Float>(path: &Path, array: &ArrayD<T>) -> Result<()> {
+pub fn write<T: Float>(path: impl AsRef<Path>, array: &ArrayD<T>) -> Result<()> {
+    let path = path.as_ref();
     super::write_atomic(path, |w| {
         array.write_npy(w).map_err(|e| Error::Format {
             path: path.to_path_buf(),
             message: format!("cannot write .npy: {e}"),
         })
     })
+}
+
+/// numpy's type descriptor (`'<f8'`) as torch names dtypes (`float64`), when it is one
+/// of the common ones.
+fn numpy_dtype_name(desc: &str) -> String {
+    let code = desc
+        .trim_matches('\'')
+        .trim_start_matches(['<', '>', '|', '=']);
+    match code {
+        "f2" => "float16".to_string(),
+        "f4" => "float32".to_string(),
+        "f8" => "float64".to_string(),
+        "i1" => "int8".to_string(),
+        "i2" => "int16".to_string(),
+        "i4" => "int32".to_string(),
+        "i8" => "int64".to_string(),
+        "u1" => "uint8".to_string(),
+        "b1" => "bool".to_string(),
+        _ => desc.to_string(),
+    }
 }

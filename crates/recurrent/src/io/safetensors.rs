@@ -10,7 +10,7 @@
 //! file's metadata when present (keys `"nonlinearity"`, `"batch_first"`, `"dropout"`, as
 //! [`save`] writes them) and otherwise take torch's defaults.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -131,37 +131,27 @@ impl StateDict {
                 } else {
                     format!("{p}.")
                 };
-                if candidates.contains(&with_dot) {
-                    Ok(with_dot)
-                } else if candidates.iter().any(|c| c == p) {
-                    Ok(p.to_string())
-                } else if candidates.is_empty() {
-                    Err(self.no_rnn(Some(p)))
-                } else {
-                    Err(Error::NoRnnFound {
-                        prefix: Some(p.to_string()),
-                        names: candidates
-                            .iter()
-                            .map(|c| format!("{c}weight_ih_l0"))
-                            .collect(),
-                    })
-                }
+                [with_dot, p.to_string()]
+                    .into_iter()
+                    .find(|c| candidates.contains(c))
+                    .ok_or_else(|| self.no_rnn(Some(p), candidates))
             }
             None => match candidates.len() {
-                0 => Err(self.no_rnn(None)),
+                0 => Err(self.no_rnn(None, candidates)),
                 1 => Ok(candidates[0].clone()),
                 _ => Err(Error::AmbiguousPrefix { candidates }),
             },
         }
     }
 
-    fn no_rnn(&self, prefix: Option<&str>) -> Error {
+    fn no_rnn(&self, prefix: Option<&str>, candidates: Vec<String>) -> Error {
         let mut names: Vec<String> = self.names().iter().take(8).map(|s| s.to_string()).collect();
         if self.entries.len() > 8 {
             names.push(format!("... {} more", self.entries.len() - 8));
         }
         Error::NoRnnFound {
             prefix: prefix.map(str::to_string),
+            candidates,
             names,
         }
     }
@@ -181,7 +171,10 @@ impl StateDict {
     }
 
     fn entry(&self, name: &str) -> Result<&Entry> {
-        self.entries.get(name).ok_or_else(|| self.no_rnn(None))
+        self.entries.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            path: self.path.clone(),
+        })
     }
 
     /// The configuration of the layer under `prefix`: sizes, `num_layers`,
@@ -190,7 +183,9 @@ impl StateDict {
     /// configuration needs is present with torch's shape and that no other parameter
     /// name sits under the prefix.
     pub fn infer_config(&self, prefix: &str) -> Result<RnnConfig> {
-        let found: Vec<(String, ParamName)> = self
+        // The RNN parameter names under the prefix, in torch's order (deterministic
+        // messages whatever the file's order).
+        let mut found: Vec<(String, ParamName)> = self
             .entries
             .keys()
             .filter_map(|k| {
@@ -198,34 +193,37 @@ impl StateDict {
                 Some((k.clone(), bare.parse::<ParamName>().ok()?))
             })
             .collect();
-        let w_ih0 = self.entry(&format!("{prefix}weight_ih_l0"))?;
+        found.sort_by_key(|(_, n)| (n.layer, n.reverse, n.kind));
+        let found_names = || found.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        if self.entries.contains_key(&format!("{prefix}weight_hr_l0")) {
+            return Err(Error::UnsupportedModel(format!(
+                "{}: '{prefix}weight_hr_l0' means an LSTM with proj_size; this version runs torch.nn.RNN only",
+                self.path.display()
+            )));
+        }
+        let w_ih_name = format!("{prefix}weight_ih_l0");
         let w_hh_name = format!("{prefix}weight_hh_l0");
+        let w_ih0 = self.entry(&w_ih_name)?;
         let w_hh0 = self
             .entries
             .get(&w_hh_name)
             .ok_or_else(|| Error::MissingParameter {
                 name: w_hh_name.clone(),
                 config: "recurrent layer".to_string(),
-                expected: vec![format!("{prefix}weight_ih_l0"), w_hh_name.clone()],
-                found: sorted(found.iter().map(|(k, _)| k.clone())),
+                expected: vec![w_ih_name.clone(), w_hh_name.clone()],
+                found: found_names(),
             })?;
-        if w_ih0.shape.len() != 2 || w_hh0.shape.len() != 2 {
-            return Err(Error::ParameterShape {
-                name: if w_ih0.shape.len() != 2 {
-                    format!("{prefix}weight_ih_l0")
-                } else {
-                    w_hh_name
-                },
-                expected: vec![0, 0],
-                got: if w_ih0.shape.len() != 2 {
-                    w_ih0.shape.clone()
-                } else {
-                    w_hh0.shape.clone()
-                },
-            });
+        for (name, entry) in [(&w_ih_name, w_ih0), (&w_hh_name, w_hh0)] {
+            if entry.shape.len() != 2 {
+                return Err(Error::ParameterShape {
+                    name: name.clone(),
+                    expected: Vec::new(),
+                    got: entry.shape.clone(),
+                });
+            }
         }
         let (rows, hidden) = (w_hh0.shape[0], w_hh0.shape[1]);
-        if hidden == 0 || rows % hidden != 0 || rows / hidden != 1 {
+        if hidden == 0 || rows != hidden {
             let kind = match (hidden > 0 && rows % hidden == 0).then(|| rows / hidden) {
                 Some(4) => "an LSTM (weight_hh has 4*H rows)",
                 Some(3) => "a GRU (weight_hh has 3*H rows)",
@@ -236,16 +234,13 @@ impl StateDict {
                 self.path.display()
             )));
         }
-        if self.entries.contains_key(&format!("{prefix}weight_hr_l0")) {
-            return Err(Error::UnsupportedModel(format!(
-                "{}: '{prefix}weight_hr_l0' means an LSTM with proj_size; this version runs torch.nn.RNN only",
-                self.path.display()
-            )));
-        }
+        // Layers: the contiguous run 0, 1, ... of layers that have a weight. A layer with
+        // one of its weights missing still counts (so the gap is reported as missing); a
+        // tensor past the run is reported as unexpected.
+        let has = |name: String| self.entries.contains_key(&name);
         let num_layers = (0..)
             .take_while(|k| {
-                self.entries
-                    .contains_key(&format!("{prefix}weight_ih_l{k}"))
+                has(format!("{prefix}weight_ih_l{k}")) || has(format!("{prefix}weight_hh_l{k}"))
             })
             .count();
         let mut config = RnnConfig::new(w_ih0.shape[1], hidden)
@@ -280,7 +275,7 @@ impl StateDict {
                     name: full.clone(),
                     config: config.to_string(),
                     expected: expected_full.clone(),
-                    found: sorted(found.iter().map(|(k, _)| k.clone())),
+                    found: found_names(),
                 })?;
             let want = name.shape(&config);
             if entry.shape != want {
@@ -325,7 +320,7 @@ impl StateDict {
 
     /// Tensor `name` converted to `T` (float32 and float64 files only).
     pub fn tensor<T: Float>(&self, name: &str) -> Result<ArrayD<T>> {
-        let entry = self.entries.get(name).ok_or_else(|| self.no_rnn(None))?;
+        let entry = self.entry(name)?;
         let bytes = &self.data[entry.bytes.clone()];
         let values: Vec<T> = match entry.dtype {
             StDtype::F32 => bytes
@@ -371,10 +366,6 @@ impl StateDict {
         }
         Rnn::from_named(config, tensors)
     }
-}
-
-fn sorted(names: impl Iterator<Item = String>) -> Vec<String> {
-    names.collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
