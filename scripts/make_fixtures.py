@@ -11,6 +11,10 @@ The script is deterministic (``torch.manual_seed`` is reset per case from a
 stable hash of the case name) and idempotent: it deletes and rewrites
 ``crates/recurrent/tests/fixtures/forward/``, ``crates/recurrent/tests/fixtures/cli/``,
 ``crates/recurrent/tests/fixtures/errors.json`` and ``examples/data/``.
+It then runs ``scripts/fixtures_family.py`` (LSTM, GRU, cells, variable-length
+batches, PackedSequence semantics), which owns ``tests/fixtures/lstm/``,
+``gru/``, ``lengths/``, ``cells/``, ``packed/``, ``cli_family/`` and
+``errors_family.json``; see that module's docstring for their layout.
 
 Outputs
 -------
@@ -533,6 +537,11 @@ def main() -> None:
     accepted = [e["name"] for e in errors if e["torch_error"] is None]
     if accepted:
         print("error cases torch ACCEPTED:", ", ".join(accepted))
+
+    # LSTM / GRU / cells / packed sequences (their own folders; the above are untouched).
+    import fixtures_family  # scripts/ is sys.path[0] when this file is run as a script
+
+    fixtures_family.write_all()
 
 
 if __name__ == "__main__":
