@@ -4,6 +4,7 @@
 //! naming the file or argument and what was expected, and exits non-zero; outputs are
 //! written to temporary files and renamed into place only when everything succeeded.
 
+mod bench;
 mod commands;
 
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Inspect(InspectArgs),
     /// Create a model with torch's default initialisation and save it as safetensors.
     Init(InitArgs),
+    /// Time the forward call in-process and print one JSON line.
+    Bench(BenchArgs),
 }
 
 /// `recurrent run`.
@@ -115,6 +118,52 @@ struct InitArgs {
     output: std::path::PathBuf,
 }
 
+/// `recurrent bench`.
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// The layer kind.
+    #[arg(long, value_enum, default_value_t = ModeArg::Rnn)]
+    mode: ModeArg,
+    /// Activation of an RNN.
+    #[arg(long, value_enum, default_value_t = NonlinearityArg::Tanh)]
+    nonlinearity: NonlinearityArg,
+    /// H_in.
+    #[arg(long, value_name = "I")]
+    input_size: usize,
+    /// H.
+    #[arg(long, value_name = "H")]
+    hidden_size: usize,
+    /// Stacked layers.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    num_layers: usize,
+    /// L.
+    #[arg(long, value_name = "L")]
+    seq_len: usize,
+    /// N.
+    #[arg(long, value_name = "N")]
+    batch: usize,
+    /// Two directions per layer.
+    #[arg(long)]
+    bidirectional: bool,
+    /// Worker threads (1 = run on the calling thread only).
+    #[arg(long, value_name = "T", default_value_t = 1)]
+    threads: usize,
+    /// Element type.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    dtype: DtypeArg,
+    /// Minimum total measuring time in seconds.
+    #[arg(long, value_name = "S", default_value_t = 0.5)]
+    min_time: f64,
+}
+
+/// Layer kinds `bench` knows by name.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ModeArg {
+    Rnn,
+    Lstm,
+    Gru,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum NonlinearityArg {
     Tanh,
@@ -162,6 +211,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Init(args) => commands::init(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Time torch.nn.RNN against `recurrent bench` on the same configurations, in one run.
+
+Usage (from the repository root, torch in a venv):
+
+    python3 -m venv .venv && .venv/bin/pip install torch numpy safetensors
+    cargo build --release -p recurrent-cli
+    .venv/bin/python bench/compare.py [--threads 2] [--min-time 0.5] [--only small,medium]
+                                      [--dtype f32] [--markdown BENCHMARKS.md]
+
+Method. Both sides time the forward call in-process, with warm-up, repeating until at
+least --min-time seconds and 5 samples, and report the median time per call. Torch runs
+under torch.no_grad() with torch.set_num_threads(T); ours runs `recurrent bench
+--threads T`. The two are interleaved config by config, and the machine's float32 GEMM
+peak is measured in the same run (torch 1024x1024 @ 1024x1024), so ratios and peak
+fractions come from one session on one machine. Ratio = torch time / our time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Config:
+    name: str
+    seq_len: int
+    batch: int
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    target: float  # minimum ratio torch/ours
+    peak_target: float | None = None  # minimum fraction of sgemm peak
+
+
+CONFIGS = [
+    Config("tiny-stream", 1, 1, 16, 32, 1, False, 50),
+    Config("seed", 4, 5, 2, 3, 1, False, 50),
+    Config("small", 50, 1, 32, 64, 1, False, 10),
+    Config("wide-b1", 500, 1, 256, 512, 1, False, 3),
+    Config("medium", 100, 32, 128, 256, 2, False, 2),
+    Config("medium-bi", 100, 32, 128, 256, 2, True, 2),
+    Config("large", 200, 64, 512, 1024, 1, False, 1.3, 0.70),
+]
+
+
+def flops(c: Config) -> float:
+    d = 2 if c.bidirectional else 1
+    per_step = 0.0
+    for layer in range(c.num_layers):
+        width = c.input_size if layer == 0 else d * c.hidden_size
+        per_step += d * (width * c.hidden_size + c.hidden_size * c.hidden_size)
+    return 2.0 * c.seq_len * c.batch * per_step
+
+
+def time_call(fn, min_time: float) -> float:
+    """Median seconds per call: warm-up, then samples until min_time and >= 5 samples."""
+    fn()
+    start = time.perf_counter()
+    calls = 0
+    while time.perf_counter() - start < 0.1:
+        fn()
+        calls += 1
+    per_call = (time.perf_counter() - start) / calls
+    k = max(1, int(min_time / 10 / per_call))
+    samples = []
+    begin = time.perf_counter()
+    while len(samples) < 5 or time.perf_counter() - begin < min_time:
+        t = time.perf_counter()
+        for _ in range(k):
+            fn()
+        samples.append((time.perf_counter() - t) / k)
+    return statistics.median(samples)
+
+
+def torch_time(c: Config, dtype: torch.dtype, min_time: float) -> float:
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(c.input_size, c.hidden_size, c.num_layers, bidirectional=c.bidirectional).to(dtype).eval()
+    x = torch.randn(c.seq_len, c.batch, c.input_size, dtype=dtype)
+    with torch.no_grad():
+        return time_call(lambda: rnn(x), min_time)
+
+
+def ours_time(binary: Path, c: Config, dtype: str, threads: int, min_time: float) -> dict:
+    cmd = [
+        str(binary), "bench", "--mode", "rnn",
+        "--input-size", str(c.input_size), "--hidden-size", str(c.hidden_size),
+        "--num-layers", str(c.num_layers), "--seq-len", str(c.seq_len), "--batch", str(c.batch),
+        "--threads", str(threads), "--dtype", dtype, "--min-time", str(min_time),
+    ]
+    if c.bidirectional:
+        cmd.append("--bidirectional")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def sgemm_peak(min_time: float) -> float:
+    a = torch.randn(1024, 1024)
+    b = torch.randn(1024, 1024)
+    t = time_call(lambda: a @ b, min_time)
+    return 2 * 1024**3 / t / 1e9
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--min-time", type=float, default=0.5)
+    p.add_argument("--dtype", choices=["f32", "f64"], default="f32")
+    p.add_argument("--only", default="", help="comma-separated config names")
+    p.add_argument("--binary", default=str(ROOT / "target" / "release" / "recurrent"))
+    p.add_argument("--markdown", help="also write the table (with the command) to this file")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    dtype = torch.float32 if args.dtype == "f32" else torch.float64
+    configs = [c for c in CONFIGS if not args.only or c.name in args.only.split(",")]
+    binary = Path(args.binary)
+    if not binary.exists():
+        print(f"error: {binary} not found; run `cargo build --release -p recurrent-cli` first", file=sys.stderr)
+        return 1
+
+    peak = sgemm_peak(args.min_time)
+    rows = []
+    for c in configs:
+        t_torch = torch_time(c, dtype, args.min_time)
+        ours = ours_time(binary, c, args.dtype, args.threads, args.min_time)
+        t_ours = ours["median_us"] / 1e6
+        ratio = t_torch / t_ours
+        gflops = flops(c) / t_ours / 1e9
+        frac = gflops / peak
+        met = ratio >= c.target and (c.peak_target is None or frac >= c.peak_target)
+        target = f">= {c.target:g}" + (f", >= {c.peak_target:.0%} peak" if c.peak_target else "")
+        rows.append((c, t_torch, t_ours, ratio, gflops, frac, target, met))
+        print(f"{c.name}: torch {fmt_time(t_torch)}, ours {fmt_time(t_ours)}, ratio {ratio:.2f}", file=sys.stderr)
+
+    header = (
+        f"sgemm peak (torch 1024^3 matmul, {args.threads} threads, {args.dtype}): {peak:.1f} GFLOP/s  \n"
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n\n"
+        "| config | L | N | H_in | H | layers | bidir | torch | ours | ratio torch/ours | our GFLOP/s | of sgemm peak | target | met |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {c.name} | {c.seq_len} | {c.batch} | {c.input_size} | {c.hidden_size} | {c.num_layers} | "
+        f"{'yes' if c.bidirectional else 'no'} | {fmt_time(tt)} | {fmt_time(to)} | {r:.2f} | {g:.1f} | {f:.0%} | {tgt} | {'yes' if m else 'no'} |"
+        for c, tt, to, r, g, f, tgt, m in rows
+    ]
+    table = header + "\n".join(lines) + "\n"
+    print(table)
+    if args.markdown:
+        command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
+        Path(args.markdown).write_text(
+            f"<!-- generated by: {command} -->\n\nCommand: `{command}`\n\n" + table
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

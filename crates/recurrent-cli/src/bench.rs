@@ -1,0 +1,133 @@
+//! `recurrent bench`: times the forward call in-process, prints one JSON line.
+//!
+//! Method: one warm-up call plus 0.1 s of warm-up, then samples of `k` calls each (`k`
+//! chosen so a sample takes about a tenth of `--min-time`) until at least `--min-time`
+//! seconds and 5 samples; the reported time is the median over samples of the time per
+//! call. No file I/O is timed; input and weights are generated in memory.
+
+use std::time::{Duration, Instant};
+
+use ndarray::{Array3, ArrayD};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use recurrent::{Float, Rnn, RnnConfig};
+
+use crate::{BenchArgs, DtypeArg, ModeArg};
+
+/// `recurrent bench`.
+pub fn bench(args: BenchArgs) -> Result<(), String> {
+    if args.mode != ModeArg::Rnn {
+        return Err(format!(
+            "--mode {}: not implemented yet; available: rnn",
+            match args.mode {
+                ModeArg::Lstm => "lstm",
+                ModeArg::Gru => "gru",
+                ModeArg::Rnn => "rnn",
+            }
+        ));
+    }
+    if args.threads == 0 {
+        return Err("--threads: expected at least 1".to_string());
+    }
+    if !(args.min_time > 0.0 && args.min_time.is_finite()) {
+        return Err(format!(
+            "--min-time: expected a positive number of seconds, got {}",
+            args.min_time
+        ));
+    }
+    if args.seq_len == 0 {
+        return Err("--seq-len: expected at least 1".to_string());
+    }
+    let config = RnnConfig::new(args.input_size, args.hidden_size)
+        .num_layers(args.num_layers)
+        .nonlinearity(args.nonlinearity.into())
+        .bidirectional(args.bidirectional);
+    let median = match args.dtype {
+        DtypeArg::F32 => time_forward::<f32>(&args, config.clone())?,
+        DtypeArg::F64 => time_forward::<f64>(&args, config.clone())?,
+    };
+    let flops = forward_flops(&config, args.seq_len, args.batch);
+    let secs = median.0.as_secs_f64();
+    println!(
+        "{{\"mode\":\"rnn\",\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
+        config.nonlinearity,
+        args.input_size,
+        args.hidden_size,
+        args.num_layers,
+        args.seq_len,
+        args.batch,
+        args.bidirectional,
+        args.threads,
+        match args.dtype {
+            DtypeArg::F32 => "f32",
+            DtypeArg::F64 => "f64",
+        },
+        secs * 1e6,
+        flops / secs / 1e9,
+        flops,
+        median.1,
+        median.2,
+    );
+    Ok(())
+}
+
+/// Multiply-add FLOPs of one forward call: `2 L N (in_k H + H H)` per layer and
+/// direction, where layer k > 0 reads `D H` inputs.
+pub fn forward_flops(config: &RnnConfig, seq_len: usize, batch: usize) -> f64 {
+    let h = config.hidden_size as f64;
+    let mut per_step = 0.0;
+    for layer in 0..config.num_layers {
+        per_step +=
+            config.num_directions() as f64 * (config.layer_input_size(layer) as f64 * h + h * h);
+    }
+    2.0 * seq_len as f64 * batch as f64 * per_step
+}
+
+/// Returns (median time per call, samples, calls per sample).
+fn time_forward<T: Float>(
+    args: &BenchArgs,
+    config: RnnConfig,
+) -> Result<(Duration, usize, usize), String> {
+    let rnn = Rnn::<T>::seeded(config, 0).map_err(|e| e.to_string())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let input: Array3<T> =
+        Array3::from_shape_simple_fn((args.seq_len, args.batch, args.input_size), || {
+            T::of(rng.random::<f64>() * 2.0 - 1.0)
+        });
+    let input: ArrayD<T> = input.into_dyn();
+    let call = || {
+        rnn.forward(input.view(), None)
+            .map(|(o, h)| (o.len(), h.len()))
+    };
+    let pool = rayon_pool(args.threads)?;
+    pool.install(|| -> Result<(Duration, usize, usize), String> {
+        call().map_err(|e| e.to_string())?;
+        let warm = Instant::now();
+        let mut warm_calls = 0usize;
+        while warm.elapsed() < Duration::from_millis(100) {
+            std::hint::black_box(call().map_err(|e| e.to_string())?);
+            warm_calls += 1;
+        }
+        let per_call = warm.elapsed().as_secs_f64() / warm_calls as f64;
+        let sample_target = args.min_time / 10.0;
+        let calls = ((sample_target / per_call).ceil() as usize).max(1);
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        while samples.len() < 5 || start.elapsed().as_secs_f64() < args.min_time {
+            let t = Instant::now();
+            for _ in 0..calls {
+                std::hint::black_box(call().map_err(|e| e.to_string())?);
+            }
+            samples.push(t.elapsed() / calls as u32);
+        }
+        samples.sort();
+        Ok((samples[samples.len() / 2], samples.len(), calls))
+    })
+}
+
+fn rayon_pool(threads: usize) -> Result<rayon::ThreadPool, String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| format!("--threads {threads}: cannot start the thread pool: {e}"))
+}
