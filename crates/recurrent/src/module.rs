@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::RnnConfig;
 use crate::element::Float;
 use crate::error::{Error, Result};
-use crate::params::{param_names, uniform_init, DirectionParams, ParamKind, ParamName};
+use crate::params::{param_names, uniform_init, DirectionParams, Packed, ParamKind, ParamName};
 use crate::shape::prepare;
 
 /// A multi-layer Elman RNN with `tanh` or `relu`, computing what `torch.nn.RNN` computes.
@@ -31,8 +31,8 @@ pub struct Rnn<T> {
     config: RnnConfig,
     /// Indexed `layer * D + direction`, as h_0/h_n are.
     params: Vec<DirectionParams<T>>,
-    /// `b_ih + b_hh` per (layer, direction), kept in step with `params`.
-    folded_bias: Vec<Option<Array1<T>>>,
+    /// The fast path's layouts per (layer, direction), kept in step with `params`.
+    packed: Vec<Packed<T>>,
 }
 
 impl<T: Float> Rnn<T> {
@@ -72,11 +72,11 @@ impl<T: Float> Rnn<T> {
                 });
             }
         }
-        let folded_bias = params.iter().map(DirectionParams::folded_bias).collect();
+        let packed = params.iter().map(DirectionParams::pack).collect();
         Ok(Rnn {
             config,
             params,
-            folded_bias,
+            packed,
         })
     }
 
@@ -180,7 +180,7 @@ impl<T: Float> Rnn<T> {
         if let Some(mut slot) = self.param_mut(&parsed) {
             slot.assign(&value);
         }
-        self.folded_bias[index] = self.params[index].folded_bias();
+        self.packed[index] = self.params[index].pack();
         Ok(())
     }
 
@@ -200,8 +200,8 @@ impl<T: Float> Rnn<T> {
         &self.params
     }
 
-    pub(crate) fn folded_bias(&self, index: usize) -> Option<&Array1<T>> {
-        self.folded_bias[index].as_ref()
+    pub(crate) fn packed(&self, index: usize) -> &Packed<T> {
+        &self.packed[index]
     }
 
     /// Runs the layer in evaluation mode (no dropout), as `module.eval()(input, h_0)`.
@@ -284,11 +284,7 @@ impl<T: Float> Rnn<T> {
     }
 
     fn refresh_folded(&mut self) {
-        self.folded_bias = self
-            .params
-            .iter()
-            .map(DirectionParams::folded_bias)
-            .collect();
+        self.packed = self.params.iter().map(DirectionParams::pack).collect();
     }
 }
 

@@ -1,10 +1,45 @@
 //! Scan one direction of one layer over time.
 
-use ndarray::{s, Array1, ArrayView2, ArrayView3, ArrayViewMut3, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 
 use crate::element::Float;
-use crate::kernels::{gemm, Activation};
-use crate::params::DirectionParams;
+use crate::kernels::{gemm, gemv_rows, Activation};
+use crate::params::{DirectionParams, Packed};
+
+/// Up to this many rows, products go through the packed-weight row kernel
+/// ([`gemv_rows`]); from here on through the GEMM crate, whose per-call packing of the
+/// weight is then amortised. Measured with `cargo bench -p recurrent --bench kernels`.
+const SMALL_ROWS: usize = 4;
+
+/// `y = x · Wᵀ + beta · y`, with `w` (H, K) as torch stores it and `wt` its packed
+/// transpose (K, H).
+fn matmul_acc<T: Float>(
+    x: &ArrayView2<'_, T>,
+    w: &Array2<T>,
+    wt: &Array2<T>,
+    beta: T,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
+    match wt.as_slice() {
+        Some(wt) if x.nrows() <= SMALL_ROWS => {
+            if beta == T::zero() {
+                y.fill(T::zero());
+            }
+            gemv_rows(x, wt, y);
+        }
+        _ => gemm(x, &w.t(), beta, y),
+    }
+}
+
+/// Applies the activation in place, row by row (rows are contiguous column ranges).
+fn activate<T: Float, A: Activation>(y: &mut ArrayViewMut2<'_, T>) {
+    for mut row in y.rows_mut() {
+        match row.as_slice_mut() {
+            Some(slice) => A::apply_slice(slice),
+            None => row.mapv_inplace(A::apply),
+        }
+    }
+}
 
 /// Runs one direction of one layer.
 ///
@@ -17,7 +52,7 @@ use crate::params::DirectionParams;
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scan<T: Float, A: Activation>(
     params: &DirectionParams<T>,
-    folded_bias: Option<&Array1<T>>,
+    packed: &Packed<T>,
     input: ArrayView3<'_, T>,
     mut output: ArrayViewMut3<'_, T>,
     batch_first: bool,
@@ -44,14 +79,14 @@ pub(super) fn scan<T: Float, A: Activation>(
             .into_shape_with_order((rows, width))
             .expect("standard-layout output reshapes to rows"); // ok: allocated by stack
         let mut proj = out2.slice_move(s![.., cols.clone()]);
-        let beta = match folded_bias {
+        let beta = match &packed.bias {
             Some(bias) => {
                 proj.assign(bias);
                 T::one()
             }
             None => T::zero(),
         };
-        gemm(&x2, &params.w_ih.t(), beta, &mut proj);
+        matmul_acc(&x2, &params.w_ih, &packed.w_ih_t, beta, &mut proj);
     }
 
     // 2. The recurrence, in time-major view: out[t] = act(out[t] + h_{t-1} W_hh^T).
@@ -61,7 +96,6 @@ pub(super) fn scan<T: Float, A: Activation>(
         output
     };
     let seq_len = seq.len_of(Axis(0));
-    let w_hh_t = params.w_hh.t();
     for step in 0..seq_len {
         let t = if reverse { seq_len - 1 - step } else { step };
         // Split so that the previous step (read) and this step (written) are disjoint.
@@ -80,11 +114,11 @@ pub(super) fn scan<T: Float, A: Activation>(
         match (previous, &h0) {
             (Some(prev), _) => {
                 let prev = prev.slice_move(s![.., cols.clone()]);
-                gemm(&prev.view(), &w_hh_t, T::one(), &mut current);
+                matmul_acc(&prev.view(), &params.w_hh, &packed.w_hh_t, T::one(), &mut current);
             }
-            (None, Some(h)) => gemm(h, &w_hh_t, T::one(), &mut current),
+            (None, Some(h)) => matmul_acc(h, &params.w_hh, &packed.w_hh_t, T::one(), &mut current),
             (None, None) => {}
         }
-        current.mapv_inplace(A::apply);
+        activate::<T, A>(&mut current);
     }
 }

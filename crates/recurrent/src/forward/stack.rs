@@ -40,7 +40,7 @@ pub(crate) fn forward<T: Float>(
             let h0 = prepared.h0.as_ref().map(|h| h.index_axis(Axis(0), index));
             scan_direction(
                 params,
-                rnn.folded_bias(index),
+                rnn.packed(index),
                 layer_input.view(),
                 output.view_mut(),
                 batch_first,

@@ -6,6 +6,13 @@ use crate::element::Float;
 pub(crate) trait Activation {
     /// Applies the activation.
     fn apply<T: Float>(x: T) -> T;
+
+    /// Applies the activation to every element of a contiguous slice.
+    fn apply_slice<T: Float>(xs: &mut [T]) {
+        for x in xs {
+            *x = Self::apply(*x);
+        }
+    }
 }
 
 /// `tanh`.
@@ -18,6 +25,10 @@ impl Activation for Tanh {
     #[inline]
     fn apply<T: Float>(x: T) -> T {
         x.tanh()
+    }
+
+    fn apply_slice<T: Float>(xs: &mut [T]) {
+        T::tanh_slice(xs)
     }
 }
 

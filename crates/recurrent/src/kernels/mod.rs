@@ -2,6 +2,12 @@
 
 mod activation;
 mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod isa;
+mod matvec;
+mod tanh;
 
 pub(crate) use activation::{Activation, Relu, Tanh};
 pub(crate) use gemm::gemm;
+pub(crate) use matvec::gemv_rows;
+pub(crate) use tanh::tanh_slice_f32;

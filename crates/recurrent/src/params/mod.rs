@@ -31,4 +31,24 @@ impl<T: Float> DirectionParams<T> {
             _ => None,
         }
     }
+
+    /// The layouts the fast path's kernels want, computed once when weights are set.
+    pub(crate) fn pack(&self) -> Packed<T> {
+        Packed {
+            bias: self.folded_bias(),
+            w_ih_t: self.w_ih.t().as_standard_layout().into_owned(),
+            w_hh_t: self.w_hh.t().as_standard_layout().into_owned(),
+        }
+    }
+}
+
+/// One (layer, direction)'s weights as the fast path uses them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Packed<T> {
+    /// `b_ih + b_hh`.
+    pub bias: Option<Array1<T>>,
+    /// `W_ihᵀ`, (layer_input_size, H), row-major.
+    pub w_ih_t: Array2<T>,
+    /// `W_hhᵀ`, (H, H), row-major.
+    pub w_hh_t: Array2<T>,
 }

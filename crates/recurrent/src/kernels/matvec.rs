@@ -1,0 +1,150 @@
+//! `y += x · Wᵀ` for a few rows of `x`, against a weight packed once as `Wᵀ` (K, H).
+//!
+//! A general GEMM packs its right-hand side on every call; for one or a few rows that
+//! packing is most of the work (see benches/kernels.rs). Here the weight was transposed
+//! once when it was set, so each row of `y` is a sum of scaled rows of `Wᵀ` — an axpy
+//! that vectorises without horizontal reductions. Columns go in blocks whose
+//! accumulators stay in registers across the whole K loop. Versions for AVX-512 and
+//! AVX2+FMA are chosen at run time; [`gemv_rows_plain`] is the oracle.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::element::Float;
+
+/// Column block: 128 f32 (8 zmm / 16 ymm accumulators) or 64 f64.
+const BLOCK_BYTES: usize = 512;
+
+#[inline(always)]
+fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// One row: `y[j] += sum_k x[k] * wt[k * h + j]`.
+#[inline(always)]
+fn row_body<T: Float, const B: usize, const FMA: bool>(x: &[T], wt: &[T], y: &mut [T]) {
+    let h = y.len();
+    let mut j = 0;
+    while j + B <= h {
+        let mut acc = [T::zero(); B];
+        acc.copy_from_slice(&y[j..j + B]);
+        for (k, &xk) in x.iter().enumerate() {
+            let row = &wt[k * h + j..k * h + j + B];
+            for l in 0..B {
+                acc[l] = madd::<T, FMA>(xk, row[l], acc[l]);
+            }
+        }
+        y[j..j + B].copy_from_slice(&acc);
+        j += B;
+    }
+    if j < h {
+        let tail = &mut y[j..];
+        for (k, &xk) in x.iter().enumerate() {
+            let row = &wt[k * h + j..(k + 1) * h];
+            for (a, &w) in tail.iter_mut().zip(row) {
+                *a = madd::<T, FMA>(xk, w, *a);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn rows_body<T: Float, const FMA: bool>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
+    for (xr, mut yr) in x.rows().into_iter().zip(y.rows_mut()) {
+        let (Some(xs), Some(ys)) = (xr.as_slice(), yr.as_slice_mut()) else {
+            unreachable!("rows are checked contiguous by gemv_rows")
+        };
+        if std::mem::size_of::<T>() == 4 {
+            row_body::<T, { BLOCK_BYTES / 4 }, FMA>(xs, wt, ys)
+        } else {
+            row_body::<T, { BLOCK_BYTES / 8 }, FMA>(xs, wt, ys)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn rows_avx512<T: Float>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
+    rows_body::<T, true>(x, wt, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2<T: Float>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
+    rows_body::<T, true>(x, wt, y)
+}
+
+/// `y += x · wt`, where `x` is (m, K) and `y` is (m, H) with contiguous rows, and `wt` is
+/// `Wᵀ` (K, H) row-major. Falls back to [`gemv_rows_plain`] for non-contiguous rows.
+pub(crate) fn gemv_rows<T: Float>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
+    let (m, k) = x.dim();
+    let h = y.ncols();
+    assert!(y.nrows() == m && wt.len() == k * h, "gemv_rows shape mismatch");
+    let contiguous = x.rows().into_iter().all(|r| r.as_slice().is_some())
+        && y.rows().into_iter().all(|r| r.as_slice().is_some());
+    if !contiguous {
+        return gemv_rows_plain(x, wt, y);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::isa::has_avx512() {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { rows_avx512(x, wt, y) };
+        }
+        if super::isa::has_avx2_fma() {
+            // SAFETY: as above.
+            return unsafe { rows_avx2(x, wt, y) };
+        }
+    }
+    rows_body::<T, false>(x, wt, y)
+}
+
+/// The plain triple loop: the oracle for [`gemv_rows`].
+pub(crate) fn gemv_rows_plain<T: Float>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
+    let (m, k) = x.dim();
+    let h = y.ncols();
+    for i in 0..m {
+        for j in 0..h {
+            let mut acc = y[[i, j]];
+            for p in 0..k {
+                acc = acc + x[[i, p]] * wt[p * h + j];
+            }
+            y[[i, j]] = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array2};
+
+    fn case<T: Float>(m: usize, k: usize, h: usize, tol: f64) {
+        let x = Array2::from_shape_fn((m, k), |(i, p)| T::of(((i * 31 + p * 7) % 23) as f64 * 0.05 - 0.5));
+        let wt: Vec<T> = (0..k * h).map(|i| T::of(((i * 13) % 29) as f64 * 0.03 - 0.4)).collect();
+        // y is a column slice of a wider buffer, as in the layer output.
+        let mut wide = Array2::from_shape_fn((m, h + 3), |(i, j)| T::of((i + j) as f64 * 0.01));
+        let mut want = wide.clone();
+        gemv_rows(&x.view(), &wt, &mut wide.slice_mut(s![.., 1..1 + h]));
+        gemv_rows_plain(&x.view(), &wt, &mut want.slice_mut(s![.., 1..1 + h]));
+        for (a, b) in wide.iter().zip(want.iter()) {
+            let (a, b) = (a.as_f64(), b.as_f64());
+            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{m}x{k}x{h}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn matches_plain_loop_on_awkward_sizes() {
+        for &m in &[1, 2, 3] {
+            for &k in &[0, 1, 15, 16, 17, 127] {
+                for &h in &[1, 3, 15, 16, 17, 63, 64, 65, 127, 128, 129, 257] {
+                    case::<f32>(m, k, h, 1e-5);
+                    case::<f64>(m, k, h, 1e-12);
+                }
+            }
+        }
+    }
+}
