@@ -4,6 +4,11 @@
 //! naming the file or argument and what was expected, and exits non-zero; outputs are
 //! written to temporary files and renamed into place only when everything succeeded.
 
+/// mimalloc keeps freed pages for reuse: glibc returns large blocks to the kernel, and a
+/// forward call that allocates its output then pays page faults on every call.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod commands;
 

@@ -1,38 +1,76 @@
 //! Scan one direction of one layer over time.
 
-use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
+use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 
 use crate::element::Float;
 use crate::kernels::{gemm, gemv_rows, Activation};
 use crate::params::{DirectionParams, Packed};
 
-/// Up to this many rows, products go through the packed-weight row kernel
-/// ([`gemv_rows`]); from here on through the GEMM crate, whose per-call packing of the
-/// weight is then amortised. Measured with `cargo bench -p recurrent --bench kernels`.
-const SMALL_ROWS: usize = 4;
-
 /// `y = x · Wᵀ + beta · y`, with `w` (H, K) as torch stores it and `wt` its packed
-/// transpose (K, H).
+/// transpose (K, H). Products with rows of unit column stride go through the packed-weight
+/// kernels (no per-call packing, see `kernels`); anything else through the GEMM crate.
+/// With `threads > 1` and enough work, the product is split between two threads.
 fn matmul_acc<T: Float>(
     x: &ArrayView2<'_, T>,
     w: &Array2<T>,
     wt: &Array2<T>,
     beta: T,
     y: &mut ArrayViewMut2<'_, T>,
+    threads: usize,
 ) {
+    if beta == T::zero() {
+        y.fill(T::zero());
+    }
     match wt.as_slice() {
-        Some(wt) if x.nrows() <= SMALL_ROWS => {
-            if beta == T::zero() {
-                y.fill(T::zero());
-            }
-            gemv_rows(x, wt, y);
+        Some(wt_all) => packed_matmul_acc(x, wt_all, wt.ncols(), y, threads),
+        None => gemm(x, &w.t(), T::one(), y),
+    }
+}
+
+/// Below this many multiply-adds a product stays on one thread: a fork-join costs a few
+/// microseconds.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+fn packed_matmul_acc<T: Float>(
+    x: &ArrayView2<'_, T>,
+    wt: &[T],
+    ldw: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+    threads: usize,
+) {
+    let (m, k) = x.dim();
+    let h = y.ncols();
+    if threads < 2 || m * k * h < PARALLEL_MIN_MACS {
+        return gemv_rows(x, wt, ldw, y);
+    }
+    if m >= 16 {
+        // Split the rows: both halves read the whole weight.
+        let half = m / 2 / 8 * 8;
+        let (x0, x1) = x.view().split_at(Axis(0), half);
+        let (mut y0, mut y1) = y.view_mut().split_at(Axis(0), half);
+        rayon::join(
+            || gemv_rows(&x0, wt, ldw, &mut y0),
+            || gemv_rows(&x1, wt, ldw, &mut y1),
+        );
+    } else {
+        // Few rows: split the columns, each thread streaming half of the weight.
+        let half = h / 2 / 16 * 16;
+        if half == 0 {
+            return gemv_rows(x, wt, ldw, y);
         }
-        _ => gemm(x, &w.t(), beta, y),
+        let (mut y0, mut y1) = y.view_mut().split_at(Axis(1), half);
+        rayon::join(
+            || gemv_rows(x, wt, ldw, &mut y0),
+            || gemv_rows(x, &wt[half..], ldw, &mut y1),
+        );
     }
 }
 
 /// Applies the activation in place, row by row (rows are contiguous column ranges).
 fn activate<T: Float, A: Activation>(y: &mut ArrayViewMut2<'_, T>) {
+    if let Some(all) = y.as_slice_mut() {
+        return A::apply_slice(all);
+    }
     for mut row in y.rows_mut() {
         match row.as_slice_mut() {
             Some(slice) => A::apply_slice(slice),
@@ -44,11 +82,12 @@ fn activate<T: Float, A: Activation>(y: &mut ArrayViewMut2<'_, T>) {
 /// Runs one direction of one layer.
 ///
 /// - `input`: `(L, N, F)` or `(N, L, F)` (`batch_first`), standard layout.
-/// - `output`: the layer's output in the same axis order, `(.., .., D*H)`, standard layout;
-///   this direction owns columns `cols_start..cols_start + H` and writes all of them.
+/// - `output`: this direction's `H` columns of the layer's output, in the same axis order;
+///   every element is written.
 /// - `h0`: `(N, H)`, or `None` for zeros.
+/// - `threads`: how many threads the products may use.
 ///
-/// Returns nothing; the final state is the output row at the last step scanned.
+/// The final state is the output row at the last step scanned.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scan<T: Float, A: Activation>(
     params: &DirectionParams<T>,
@@ -56,29 +95,26 @@ pub(super) fn scan<T: Float, A: Activation>(
     input: ArrayView3<'_, T>,
     mut output: ArrayViewMut3<'_, T>,
     batch_first: bool,
-    cols_start: usize,
     h0: Option<ArrayView2<'_, T>>,
     reverse: bool,
+    threads: usize,
 ) {
-    let hidden = params.w_hh.nrows();
-    let cols = cols_start..cols_start + hidden;
     let (d0, d1, features) = input.dim();
     let rows = d0 * d1;
     if rows == 0 {
         return;
     }
 
-    // 1. Input projection of all time steps: out[.., cols] = x W_ih^T (+ b_ih + b_hh).
+    // 1. Input projection of all time steps: out = x W_ih^T (+ b_ih + b_hh).
     {
         let x2 = input
             .into_shape_with_order((rows, features))
             .expect("standard-layout input reshapes to rows"); // ok: invariant of prepare()
-        let width = output.len_of(Axis(2));
-        let out2 = output
-            .view_mut()
-            .into_shape_with_order((rows, width))
-            .expect("standard-layout output reshapes to rows"); // ok: allocated by stack
-        let mut proj = out2.slice_move(s![.., cols.clone()]);
+        let mut proj = output.view_mut();
+        // (d0, d1, H) with rows d0*d1 apart by a uniform stride: merge the first two axes.
+        let merged = proj.merge_axes(Axis(0), Axis(1));
+        debug_assert!(merged, "output rows have a uniform stride");
+        let mut proj = proj.index_axis_move(Axis(0), 0);
         let beta = match &packed.bias {
             Some(bias) => {
                 proj.assign(bias);
@@ -86,7 +122,7 @@ pub(super) fn scan<T: Float, A: Activation>(
             }
             None => T::zero(),
         };
-        matmul_acc(&x2, &params.w_ih, &packed.w_ih_t, beta, &mut proj);
+        matmul_acc(&x2, &params.w_ih, &packed.w_ih_t, beta, &mut proj, threads);
     }
 
     // 2. The recurrence, in time-major view: out[t] = act(out[t] + h_{t-1} W_hh^T).
@@ -110,13 +146,10 @@ pub(super) fn scan<T: Float, A: Activation>(
             let prev = (step > 0).then(|| prev.index_axis_move(Axis(0), t - 1));
             (cur, prev)
         };
-        let mut current = current.slice_mut(s![.., cols.clone()]);
+        let w = (&params.w_hh, &packed.w_hh_t);
         match (previous, &h0) {
-            (Some(prev), _) => {
-                let prev = prev.slice_move(s![.., cols.clone()]);
-                matmul_acc(&prev.view(), &params.w_hh, &packed.w_hh_t, T::one(), &mut current);
-            }
-            (None, Some(h)) => matmul_acc(h, &params.w_hh, &packed.w_hh_t, T::one(), &mut current),
+            (Some(prev), _) => matmul_acc(&prev.view(), w.0, w.1, T::one(), &mut current, threads),
+            (None, Some(h)) => matmul_acc(h, w.0, w.1, T::one(), &mut current, threads),
             (None, None) => {}
         }
         activate::<T, A>(&mut current);

@@ -1,6 +1,6 @@
 //! Layers and directions: layer k+1 reads layer k's whole output sequence.
 
-use ndarray::{s, Array3, Axis, CowArray, Ix3};
+use ndarray::{s, Array3, ArrayViewMut3, Axis, CowArray, Ix3};
 use rand::Rng;
 
 use super::direction::scan;
@@ -27,6 +27,7 @@ pub(crate) fn forward<T: Float>(
 
     let mut h_n = Array3::zeros((directions * config.num_layers, batch, hidden));
     // The mode is dispatched once per call; the per-step loop is monomorphised.
+    let threads = rayon::current_num_threads();
     let scan_direction = match config.nonlinearity {
         Nonlinearity::Tanh => scan::<T, Tanh>,
         Nonlinearity::Relu => scan::<T, Relu>,
@@ -34,26 +35,40 @@ pub(crate) fn forward<T: Float>(
     let mut layer_input: CowArray<'_, T, Ix3> = prepared.input.view().into();
     for layer in 0..config.num_layers {
         let mut output = Array3::zeros((d0, d1, directions * hidden));
+        {
+            // Each direction owns its column half of the output.
+            let (forward_half, reverse_half) = output.view_mut().split_at(Axis(2), hidden);
+            let run = |direction: usize, out: ArrayViewMut3<'_, T>| {
+                let index = layer * directions + direction;
+                let h0 = prepared.h0.as_ref().map(|h| h.index_axis(Axis(0), index));
+                scan_direction(
+                    &rnn.all_direction_params()[index],
+                    rnn.packed(index),
+                    layer_input.view(),
+                    out,
+                    batch_first,
+                    h0,
+                    direction == 1,
+                    threads,
+                );
+            };
+            if directions == 2 && threads > 1 {
+                // The two directions are independent: one per core.
+                rayon::join(|| run(0, forward_half), || run(1, reverse_half));
+            } else {
+                run(0, forward_half);
+                if directions == 2 {
+                    run(1, reverse_half);
+                }
+            }
+        }
         for direction in 0..directions {
-            let index = layer * directions + direction;
-            let params = &rnn.all_direction_params()[index];
-            let h0 = prepared.h0.as_ref().map(|h| h.index_axis(Axis(0), index));
-            scan_direction(
-                params,
-                rnn.packed(index),
-                layer_input.view(),
-                output.view_mut(),
-                batch_first,
-                direction * hidden,
-                h0,
-                direction == 1,
-            );
-            // The final state: the last step this direction scanned.
+            // The final state: the last step each direction scanned.
             let time_axis = prepared.time_axis();
             let seq_len = output.len_of(time_axis);
             let last = if direction == 1 { 0 } else { seq_len - 1 };
             let cols = s![.., direction * hidden..(direction + 1) * hidden];
-            h_n.index_axis_mut(Axis(0), index)
+            h_n.index_axis_mut(Axis(0), layer * directions + direction)
                 .assign(&output.index_axis(time_axis, last).slice(cols));
         }
         let is_last = layer + 1 == config.num_layers;

@@ -23,16 +23,16 @@ fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
     }
 }
 
-/// One row: `y[j] += sum_k x[k] * wt[k * h + j]`.
+/// One row: `y[j] += sum_k x[k] * wt[k * ldw + j]`.
 #[inline(always)]
-fn row_body<T: Float, const B: usize, const FMA: bool>(x: &[T], wt: &[T], y: &mut [T]) {
+fn row_body<T: Float, const B: usize, const FMA: bool>(x: &[T], wt: &[T], ldw: usize, y: &mut [T]) {
     let h = y.len();
     let mut j = 0;
     while j + B <= h {
         let mut acc = [T::zero(); B];
         acc.copy_from_slice(&y[j..j + B]);
         for (k, &xk) in x.iter().enumerate() {
-            let row = &wt[k * h + j..k * h + j + B];
+            let row = &wt[k * ldw + j..k * ldw + j + B];
             for l in 0..B {
                 acc[l] = madd::<T, FMA>(xk, row[l], acc[l]);
             }
@@ -43,7 +43,7 @@ fn row_body<T: Float, const B: usize, const FMA: bool>(x: &[T], wt: &[T], y: &mu
     if j < h {
         let tail = &mut y[j..];
         for (k, &xk) in x.iter().enumerate() {
-            let row = &wt[k * h + j..(k + 1) * h];
+            let row = &wt[k * ldw + j..k * ldw + h];
             for (a, &w) in tail.iter_mut().zip(row) {
                 *a = madd::<T, FMA>(xk, w, *a);
             }
@@ -52,65 +52,101 @@ fn row_body<T: Float, const B: usize, const FMA: bool>(x: &[T], wt: &[T], y: &mu
 }
 
 #[inline(always)]
-fn rows_body<T: Float, const FMA: bool>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
+fn rows_body<T: Float, const FMA: bool>(
+    x: &ArrayView2<'_, T>,
+    wt: &[T],
+    ldw: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
     for (xr, mut yr) in x.rows().into_iter().zip(y.rows_mut()) {
         let (Some(xs), Some(ys)) = (xr.as_slice(), yr.as_slice_mut()) else {
             unreachable!("rows are checked contiguous by gemv_rows")
         };
         if std::mem::size_of::<T>() == 4 {
-            row_body::<T, { BLOCK_BYTES / 4 }, FMA>(xs, wt, ys)
+            row_body::<T, { BLOCK_BYTES / 4 }, FMA>(xs, wt, ldw, ys)
         } else {
-            row_body::<T, { BLOCK_BYTES / 8 }, FMA>(xs, wt, ys)
+            row_body::<T, { BLOCK_BYTES / 8 }, FMA>(xs, wt, ldw, ys)
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn rows_avx512<T: Float>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
-    rows_body::<T, true>(x, wt, y)
+unsafe fn rows_avx512<T: Float>(
+    x: &ArrayView2<'_, T>,
+    wt: &[T],
+    ldw: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
+    rows_body::<T, true>(x, wt, ldw, y)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx2<T: Float>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
-    rows_body::<T, true>(x, wt, y)
+unsafe fn rows_avx2<T: Float>(
+    x: &ArrayView2<'_, T>,
+    wt: &[T],
+    ldw: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
+    rows_body::<T, true>(x, wt, ldw, y)
 }
 
-/// `y += x · wt`, where `x` is (m, K) and `y` is (m, H) with contiguous rows, and `wt` is
-/// `Wᵀ` (K, H) row-major. Falls back to [`gemv_rows_plain`] for non-contiguous rows.
-pub(crate) fn gemv_rows<T: Float>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
+/// `y += x · wt`, where `x` is (m, K), `y` is (m, H), and `wt` holds `Wᵀ` row-major with
+/// row stride `ldw >= H` (so a column range of a wider packed weight can be passed as a
+/// sub-slice). Rows of unit column stride take the vectorised kernels; anything else
+/// falls back to [`gemv_rows_plain`].
+pub(crate) fn gemv_rows<T: Float>(
+    x: &ArrayView2<'_, T>,
+    wt: &[T],
+    ldw: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
     let (m, k) = x.dim();
     let h = y.ncols();
-    assert!(y.nrows() == m && wt.len() == k * h, "gemv_rows shape mismatch");
-    let contiguous = x.rows().into_iter().all(|r| r.as_slice().is_some())
-        && y.rows().into_iter().all(|r| r.as_slice().is_some());
+    assert!(
+        y.nrows() == m && ldw >= h && (k == 0 || wt.len() >= (k - 1) * ldw + h),
+        "gemv_rows shape mismatch"
+    );
+    let contiguous = (x.strides()[1] == 1 || k <= 1) && (y.strides()[1] == 1 || h <= 1);
     if !contiguous {
-        return gemv_rows_plain(x, wt, y);
+        return gemv_rows_plain(x, wt, ldw, y);
     }
+    // Blocks of rows go through the register-tiled kernel, the leftover rows below.
+    let done = super::packed_gemm::packed_gemm_rows(x, wt, ldw, y);
+    if done == m {
+        return;
+    }
+    let x = &x.slice(ndarray::s![done.., ..]);
+    let y = &mut y.slice_mut(ndarray::s![done.., ..]);
     #[cfg(target_arch = "x86_64")]
     {
         if super::isa::has_avx512() {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { rows_avx512(x, wt, y) };
+            return unsafe { rows_avx512(x, wt, ldw, y) };
         }
         if super::isa::has_avx2_fma() {
             // SAFETY: as above.
-            return unsafe { rows_avx2(x, wt, y) };
+            return unsafe { rows_avx2(x, wt, ldw, y) };
         }
     }
-    rows_body::<T, false>(x, wt, y)
+    rows_body::<T, false>(x, wt, ldw, y)
 }
 
 /// The plain triple loop: the oracle for [`gemv_rows`].
-pub(crate) fn gemv_rows_plain<T: Float>(x: &ArrayView2<'_, T>, wt: &[T], y: &mut ArrayViewMut2<'_, T>) {
+pub(crate) fn gemv_rows_plain<T: Float>(
+    x: &ArrayView2<'_, T>,
+    wt: &[T],
+    ldw: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
     let (m, k) = x.dim();
     let h = y.ncols();
     for i in 0..m {
         for j in 0..h {
             let mut acc = y[[i, j]];
             for p in 0..k {
-                acc = acc + x[[i, p]] * wt[p * h + j];
+                acc = acc + x[[i, p]] * wt[p * ldw + j];
             }
             y[[i, j]] = acc;
         }
@@ -123,22 +159,40 @@ mod tests {
     use ndarray::{s, Array2};
 
     fn case<T: Float>(m: usize, k: usize, h: usize, tol: f64) {
-        let x = Array2::from_shape_fn((m, k), |(i, p)| T::of(((i * 31 + p * 7) % 23) as f64 * 0.05 - 0.5));
-        let wt: Vec<T> = (0..k * h).map(|i| T::of(((i * 13) % 29) as f64 * 0.03 - 0.4)).collect();
+        let x = Array2::from_shape_fn((m, k), |(i, p)| {
+            T::of(((i * 31 + p * 7) % 23) as f64 * 0.05 - 0.5)
+        });
+        let wt: Vec<T> = (0..k * h)
+            .map(|i| T::of(((i * 13) % 29) as f64 * 0.03 - 0.4))
+            .collect();
         // y is a column slice of a wider buffer, as in the layer output.
         let mut wide = Array2::from_shape_fn((m, h + 3), |(i, j)| T::of((i + j) as f64 * 0.01));
         let mut want = wide.clone();
-        gemv_rows(&x.view(), &wt, &mut wide.slice_mut(s![.., 1..1 + h]));
-        gemv_rows_plain(&x.view(), &wt, &mut want.slice_mut(s![.., 1..1 + h]));
+        gemv_rows(&x.view(), &wt, h, &mut wide.slice_mut(s![.., 1..1 + h]));
+        gemv_rows_plain(&x.view(), &wt, h, &mut want.slice_mut(s![.., 1..1 + h]));
+        // A column range of the weight, as the threaded split passes it.
+        if h > 2 && k > 0 {
+            let (j0, j1) = (1, h - 1);
+            let mut part = Array2::from_elem((m, j1 - j0), T::one());
+            let mut part_want = part.clone();
+            gemv_rows(&x.view(), &wt[j0..], h, &mut part.view_mut());
+            gemv_rows_plain(&x.view(), &wt[j0..], h, &mut part_want.view_mut());
+            for (a, b) in part.iter().zip(part_want.iter()) {
+                assert!((a.as_f64() - b.as_f64()).abs() <= tol * (1.0 + b.as_f64().abs()));
+            }
+        }
         for (a, b) in wide.iter().zip(want.iter()) {
             let (a, b) = (a.as_f64(), b.as_f64());
-            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{m}x{k}x{h}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= tol * (1.0 + b.abs()),
+                "{m}x{k}x{h}: {a} vs {b}"
+            );
         }
     }
 
     #[test]
     fn matches_plain_loop_on_awkward_sizes() {
-        for &m in &[1, 2, 3] {
+        for &m in &[1, 2, 3, 4, 5, 8, 9, 17, 33] {
             for &k in &[0, 1, 15, 16, 17, 127] {
                 for &h in &[1, 3, 15, 16, 17, 63, 64, 65, 127, 128, 129, 257] {
                     case::<f32>(m, k, h, 1e-5);

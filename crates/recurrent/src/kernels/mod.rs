@@ -5,6 +5,7 @@ mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod isa;
 mod matvec;
+mod packed_gemm;
 mod tanh;
 
 pub(crate) use activation::{Activation, Relu, Tanh};

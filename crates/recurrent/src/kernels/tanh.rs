@@ -21,11 +21,11 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
 
     // Small |x|: x + x^3 * (c3 + x^2 (c5 + x^2 (c7 + x^2 (c9 + x^2 c11)))).
     let a2 = a * a;
-    let poly = a
-        + a * a2
-            * (-1.0 / 3.0
-                + a2 * (2.0 / 15.0
-                    + a2 * (-17.0 / 315.0 + a2 * (62.0 / 2835.0 + a2 * (-1382.0 / 155925.0)))));
+    let poly = a + a
+        * a2
+        * (-1.0 / 3.0
+            + a2 * (2.0 / 15.0
+                + a2 * (-17.0 / 315.0 + a2 * (62.0 / 2835.0 + a2 * (-1382.0 / 155925.0)))));
 
     // Larger |x|: e = exp(-2a) = 2^n * exp(r), r in [-ln2/2, ln2/2].
     let z = -2.0 * a;
@@ -39,7 +39,8 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
     // n is in [-26, 0]: 2^n is a normal float built from its exponent bits.
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     let e = p * scale;
@@ -101,7 +102,10 @@ mod tests {
         // small where tanh is small.
         assert!(err <= 1.2e-7, "tanh({x}) = {got}, want {want}, err {err:e}");
         if want.abs() < 0.3 {
-            assert!(err <= 2e-7 * want.abs().max(1e-30), "tanh({x}): relative error");
+            assert!(
+                err <= 2e-7 * want.abs().max(1e-30),
+                "tanh({x}): relative error"
+            );
         }
         err
     }
@@ -120,7 +124,17 @@ mod tests {
             worst = worst.max(check(m)).max(check(-m));
             m *= 1.07;
         }
-        for x in [0.0, -0.0, 0.3, -0.3, 0.29999998, 9.0, f32::MAX, f32::MIN, f32::MIN_POSITIVE] {
+        for x in [
+            0.0,
+            -0.0,
+            0.3,
+            -0.3,
+            0.29999998,
+            9.0,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+        ] {
             worst = worst.max(check(x));
         }
         assert!(worst < 1.2e-7, "{worst:e}");
