@@ -11,9 +11,6 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::element::Float;
 
-/// Column block: 128 f32 (8 zmm / 16 ymm accumulators) or 64 f64.
-const BLOCK_BYTES: usize = 512;
-
 #[inline(always)]
 fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
     if FMA {
@@ -23,22 +20,76 @@ fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
     }
 }
 
-/// One row: `y[j] += sum_k x[k] * wt[k * ldw + j]`.
+/// Columns `j..j + B` of one row, with the accumulators in registers. Even and odd `k`
+/// accumulate separately (two independent FMA chains per register) and are added at
+/// the end.
 #[inline(always)]
-fn row_body<T: Float, const B: usize, const FMA: bool>(x: &[T], wt: &[T], ldw: usize, y: &mut [T]) {
+fn row_block<T: Float, const B: usize, const FMA: bool>(
+    x: &[T],
+    wt: &[T],
+    ldw: usize,
+    y: &mut [T],
+    j: usize,
+) {
+    let mut even = [T::zero(); B];
+    let mut odd = [T::zero(); B];
+    even.copy_from_slice(&y[j..j + B]);
+    let pairs = x.len() / 2;
+    for q in 0..pairs {
+        let (k0, k1) = (2 * q, 2 * q + 1);
+        let (x0, x1) = (x[k0], x[k1]);
+        let r0 = &wt[k0 * ldw + j..k0 * ldw + j + B];
+        let r1 = &wt[k1 * ldw + j..k1 * ldw + j + B];
+        for l in 0..B {
+            even[l] = madd::<T, FMA>(x0, r0[l], even[l]);
+            odd[l] = madd::<T, FMA>(x1, r1[l], odd[l]);
+        }
+    }
+    if x.len() % 2 == 1 {
+        let k = x.len() - 1;
+        let r = &wt[k * ldw + j..k * ldw + j + B];
+        for l in 0..B {
+            even[l] = madd::<T, FMA>(x[k], r[l], even[l]);
+        }
+    }
+    for l in 0..B {
+        y[j + l] = even[l] + odd[l];
+    }
+}
+
+/// One row: `y[j] += sum_k x[k] * wt[k * ldw + j]`, in column blocks of `B`, `B/2`,
+/// `B/4`, `B/8`, then a plain tail.
+#[inline(always)]
+fn row_body<
+    T: Float,
+    const B: usize,
+    const B2: usize,
+    const B4: usize,
+    const B8: usize,
+    const FMA: bool,
+>(
+    x: &[T],
+    wt: &[T],
+    ldw: usize,
+    y: &mut [T],
+) {
     let h = y.len();
     let mut j = 0;
     while j + B <= h {
-        let mut acc = [T::zero(); B];
-        acc.copy_from_slice(&y[j..j + B]);
-        for (k, &xk) in x.iter().enumerate() {
-            let row = &wt[k * ldw + j..k * ldw + j + B];
-            for l in 0..B {
-                acc[l] = madd::<T, FMA>(xk, row[l], acc[l]);
-            }
-        }
-        y[j..j + B].copy_from_slice(&acc);
+        row_block::<T, B, FMA>(x, wt, ldw, y, j);
         j += B;
+    }
+    if j + B2 <= h {
+        row_block::<T, B2, FMA>(x, wt, ldw, y, j);
+        j += B2;
+    }
+    if j + B4 <= h {
+        row_block::<T, B4, FMA>(x, wt, ldw, y, j);
+        j += B4;
+    }
+    if j + B8 <= h {
+        row_block::<T, B8, FMA>(x, wt, ldw, y, j);
+        j += B8;
     }
     if j < h {
         let tail = &mut y[j..];
@@ -63,9 +114,9 @@ fn rows_body<T: Float, const FMA: bool>(
             unreachable!("rows are checked contiguous by gemv_rows")
         };
         if std::mem::size_of::<T>() == 4 {
-            row_body::<T, { BLOCK_BYTES / 4 }, FMA>(xs, wt, ldw, ys)
+            row_body::<T, 128, 64, 32, 16, FMA>(xs, wt, ldw, ys)
         } else {
-            row_body::<T, { BLOCK_BYTES / 8 }, FMA>(xs, wt, ldw, ys)
+            row_body::<T, 64, 32, 16, 8, FMA>(xs, wt, ldw, ys)
         }
     }
 }
@@ -112,13 +163,18 @@ pub(crate) fn gemv_rows<T: Float>(
     if !contiguous {
         return gemv_rows_plain(x, wt, ldw, y);
     }
-    // Blocks of rows go through the register-tiled kernel, the leftover rows below.
-    let done = super::packed_gemm::packed_gemm_rows(x, wt, ldw, y);
+    // Blocks of rows go through the register-tiled kernel (when a row is at least one
+    // vector wide), the leftover rows below.
+    let done = if h >= 16 {
+        super::packed_gemm::packed_gemm_rows(x, wt, ldw, y)
+    } else {
+        0
+    };
     if done == m {
         return;
     }
-    let x = &x.slice(ndarray::s![done.., ..]);
-    let y = &mut y.slice_mut(ndarray::s![done.., ..]);
+    let x = &x.view().split_at(ndarray::Axis(0), done).1;
+    let y = &mut y.view_mut().split_at(ndarray::Axis(0), done).1;
     #[cfg(target_arch = "x86_64")]
     {
         if super::isa::has_avx512() {

@@ -54,11 +54,26 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
     }
 }
 
-/// The body, inlined into each instruction-set version below.
+/// The body, inlined into each instruction-set version below: fixed-width chunks (one
+/// or two vector registers each), and the remainder padded into one more chunk so that
+/// short rows do not fall back to scalar code.
 #[inline(always)]
 fn tanh_slice_body(xs: &mut [f32]) {
-    for x in xs {
-        *x = tanh_f32(*x);
+    const W: usize = 16;
+    let mut chunks = xs.chunks_exact_mut(W);
+    for chunk in &mut chunks {
+        for x in chunk {
+            *x = tanh_f32(*x);
+        }
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mut buf = [0.0f32; W];
+        buf[..rest.len()].copy_from_slice(rest);
+        for x in &mut buf {
+            *x = tanh_f32(*x);
+        }
+        rest.copy_from_slice(&buf[..rest.len()]);
     }
 }
 
