@@ -49,7 +49,8 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
     let flops = forward_flops(&config, args.seq_len, args.batch);
     let secs = median.0.as_secs_f64();
     println!(
-        "{{\"mode\":\"rnn\",\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
+        "{{\"mode\":\"rnn\",\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
+        args.stream,
         config.nonlinearity,
         args.input_size,
         args.hidden_size,

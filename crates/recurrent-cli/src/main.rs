@@ -156,6 +156,10 @@ struct BenchArgs {
     /// Element type.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
+    /// Time streaming instead: the sequence fed one step at a time through
+    /// `Rnn::stream` (unidirectional only); the time reported is for the whole sequence.
+    #[arg(long)]
+    stream: bool,
     /// Minimum total measuring time in seconds.
     #[arg(long, value_name = "S", default_value_t = 0.5)]
     min_time: f64,

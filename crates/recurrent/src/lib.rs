@@ -76,4 +76,4 @@ mod shape;
 pub use config::{Nonlinearity, RnnConfig};
 pub use element::{Dtype, Float};
 pub use error::{Error, Result};
-pub use module::Rnn;
+pub use module::{Rnn, RnnStream};

@@ -245,6 +245,39 @@ impl<T: Float> Rnn<T> {
         ))
     }
 
+    /// Starts feeding one sequence in pieces: each [`RnnStream::feed`] runs a chunk of
+    /// time steps from the state the previous chunk ended in, so the concatenated outputs
+    /// and the final state equal one [`Rnn::forward`] over the whole sequence.
+    ///
+    /// Only a unidirectional layer can stream: the reverse direction of a bidirectional
+    /// one starts from the end of the sequence.
+    ///
+    /// ```
+    /// use ndarray::{s, Array2};
+    /// use recurrent::{Rnn, RnnConfig};
+    /// let rnn = Rnn::<f64>::seeded(RnnConfig::new(2, 4).num_layers(2), 0)?;
+    /// let x = Array2::from_shape_fn((10, 2), |(t, i)| (t as f64 + i as f64).sin()); // (L, H_in)
+    /// let (whole, h_n) = rnn.forward(x.view().into_dyn(), None)?;
+    /// let mut stream = rnn.stream(None)?;
+    /// let first = stream.feed(x.slice(s![..3, ..]).into_dyn())?;
+    /// let rest = stream.feed(x.slice(s![3.., ..]).into_dyn())?;
+    /// assert!((&first - &whole.slice(s![..3, ..])).iter().all(|d| d.abs() < 1e-12));
+    /// assert!((&rest - &whole.slice(s![3.., ..])).iter().all(|d| d.abs() < 1e-12));
+    /// assert!((stream.state().unwrap() - &h_n).iter().all(|d| d.abs() < 1e-12));
+    /// # Ok::<(), recurrent::Error>(())
+    /// ```
+    pub fn stream(&self, h0: Option<ArrayViewD<'_, T>>) -> Result<RnnStream<'_, T>> {
+        if self.config.bidirectional {
+            return Err(Error::Config(
+                "a bidirectional layer cannot stream: its reverse direction starts from the end of the sequence".to_string(),
+            ));
+        }
+        Ok(RnnStream {
+            rnn: self,
+            state: h0.map(|h| h.to_owned()),
+        })
+    }
+
     fn resolve(&self, name: &str) -> Option<ParamName> {
         name.parse::<ParamName>()
             .ok()
@@ -285,6 +318,31 @@ impl<T: Float> Rnn<T> {
 
     fn refresh_folded(&mut self) {
         self.packed = self.params.iter().map(DirectionParams::pack).collect();
+    }
+}
+
+/// A sequence fed to a unidirectional [`Rnn`] in pieces; see [`Rnn::stream`].
+#[derive(Debug)]
+pub struct RnnStream<'a, T> {
+    rnn: &'a Rnn<T>,
+    state: Option<ArrayD<T>>,
+}
+
+impl<T: Float> RnnStream<'_, T> {
+    /// Runs the next chunk of time steps (same forms as [`Rnn::forward`]'s input, with the
+    /// same batch size and batchedness every time) and returns its output.
+    pub fn feed(&mut self, chunk: ArrayViewD<'_, T>) -> Result<ArrayD<T>> {
+        let (output, h_n) = self
+            .rnn
+            .forward(chunk, self.state.as_ref().map(|h| h.view()))?;
+        self.state = Some(h_n);
+        Ok(output)
+    }
+
+    /// The state after the last chunk (h_n so far), or the initial state if nothing was
+    /// fed yet (`None` for zeros).
+    pub fn state(&self) -> Option<&ArrayD<T>> {
+        self.state.as_ref()
     }
 }
 

@@ -23,6 +23,11 @@ pub(crate) struct Prepared<'a, T> {
 }
 
 impl<T: Float> Prepared<'_, T> {
+    /// `L`.
+    pub fn seq_len(&self) -> usize {
+        self.input.len_of(self.time_axis())
+    }
+
     /// `N`.
     pub fn batch(&self) -> usize {
         self.input.len_of(self.batch_axis())

@@ -1,6 +1,12 @@
 //! Layers and directions: layer k+1 reads layer k's whole output sequence.
+//!
+//! A unidirectional stack of several layers over a long sequence runs in chunks of
+//! [`CHUNK_STEPS`] time steps, carrying each layer's state from chunk to chunk, so its
+//! memory is the input, the output, the weights and a fixed workspace whatever L is. A
+//! bidirectional layer needs its whole input before its reverse direction can start, so
+//! bidirectional stacks keep one intermediate sequence per layer, as torch does.
 
-use ndarray::{s, Array3, ArrayViewMut3, Axis, CowArray, Ix3};
+use ndarray::{s, Array3, ArrayView3, ArrayViewMut3, Axis};
 use rand::Rng;
 
 use super::direction::scan;
@@ -10,42 +16,128 @@ use crate::kernels::{Relu, Tanh};
 use crate::module::Rnn;
 use crate::shape::Prepared;
 
+/// Time steps per chunk when a unidirectional multi-layer stack runs in chunks.
+pub(crate) const CHUNK_STEPS: usize = 512;
+
 /// Runs the stack; returns `(output, h_n)` in batched form (output in the input's axis
 /// order, `h_n` as `(D * num_layers, N, H)`). With `dropout_rng`, the outputs of every
 /// layer but the last go through dropout (training mode).
 pub(crate) fn forward<T: Float>(
     rnn: &Rnn<T>,
     prepared: &Prepared<'_, T>,
-    mut dropout_rng: Option<&mut dyn rand::RngCore>,
+    dropout_rng: Option<&mut dyn rand::RngCore>,
 ) -> (Array3<T>, Array3<T>) {
+    let mut dropout_rng = dropout_rng;
+    let config = rnn.config();
+    let input = prepared.input.view();
+    let batch_first = prepared.batch_first;
+    let (d0, d1, _) = input.dim();
+    let mut output = Array3::zeros((d0, d1, config.output_size()));
+    let seq_len = prepared.seq_len();
+    let chunked = config.num_directions() == 1 && config.num_layers > 1 && seq_len > CHUNK_STEPS;
+    if !chunked {
+        let h_n = forward_block(
+            rnn,
+            input,
+            batch_first,
+            prepared.h0.clone(),
+            output.view_mut(),
+            &mut dropout_rng,
+        );
+        return (output, h_n);
+    }
+    let time = Axis(usize::from(batch_first));
+    let mut state: Option<Array3<T>> = prepared.h0.map(|h| h.to_owned());
+    let mut start = 0;
+    while start < seq_len {
+        let end = (start + CHUNK_STEPS).min(seq_len);
+        // A sequence-first, contiguous copy of this chunk of the input.
+        let chunk_in = input.slice_axis(time, (start..end).into());
+        let chunk_in = if batch_first {
+            chunk_in
+                .permuted_axes([1, 0, 2])
+                .as_standard_layout()
+                .into_owned()
+        } else {
+            chunk_in.as_standard_layout().into_owned()
+        };
+        let mut chunk_out =
+            Array3::zeros((end - start, chunk_in.len_of(Axis(1)), config.output_size()));
+        let h_n = forward_block(
+            rnn,
+            chunk_in.view(),
+            false,
+            state.as_ref().map(|h| h.view()),
+            chunk_out.view_mut(),
+            &mut dropout_rng,
+        );
+        let mut target = output.slice_axis_mut(time, (start..end).into());
+        if batch_first {
+            target.assign(&chunk_out.view().permuted_axes([1, 0, 2]));
+        } else {
+            target.assign(&chunk_out);
+        }
+        state = Some(h_n);
+        start = end;
+    }
+    let h_n = state.unwrap_or_else(|| {
+        Array3::zeros((config.num_layers, prepared.batch(), config.hidden_size))
+    });
+    (output, h_n)
+}
+
+/// Runs every layer over `input` (standard layout, `(L, N, F)` or `(N, L, F)`), writing
+/// the last layer's output into `output` (same axis order) and returning h_n.
+fn forward_block<T: Float>(
+    rnn: &Rnn<T>,
+    input: ArrayView3<'_, T>,
+    batch_first: bool,
+    h0: Option<ArrayView3<'_, T>>,
+    mut output: ArrayViewMut3<'_, T>,
+    dropout_rng: &mut Option<&mut dyn rand::RngCore>,
+) -> Array3<T> {
     let config = rnn.config();
     let hidden = config.hidden_size;
     let directions = config.num_directions();
-    let batch = prepared.batch();
-    let batch_first = prepared.batch_first;
-    let (d0, d1, _) = prepared.input.dim();
-
-    let mut h_n = Array3::zeros((directions * config.num_layers, batch, hidden));
-    // The mode is dispatched once per call; the per-step loop is monomorphised.
+    let time_axis = Axis(usize::from(batch_first));
+    let batch = input.len_of(Axis(usize::from(!batch_first)));
+    let (d0, d1, _) = input.dim();
     let threads = rayon::current_num_threads();
+    // The mode is dispatched once per call; the per-step loop is monomorphised.
     let scan_direction = match config.nonlinearity {
         Nonlinearity::Tanh => scan::<T, Tanh>,
         Nonlinearity::Relu => scan::<T, Relu>,
     };
-    let mut layer_input: CowArray<'_, T, Ix3> = prepared.input.view().into();
+
+    let mut h_n = Array3::zeros((directions * config.num_layers, batch, hidden));
+    // Layer k's output, read by layer k + 1 (the last layer writes into `output`).
+    let mut intermediate: Option<Array3<T>> = None;
     for layer in 0..config.num_layers {
-        let mut output = Array3::zeros((d0, d1, directions * hidden));
+        let is_last = layer + 1 == config.num_layers;
+        let mut own = if is_last {
+            None
+        } else {
+            Some(Array3::zeros((d0, d1, directions * hidden)))
+        };
+        let layer_input: ArrayView3<'_, T> = match &intermediate {
+            Some(previous) => previous.view(),
+            None => input.view(),
+        };
+        let mut out: ArrayViewMut3<'_, T> = match own.as_mut() {
+            Some(buffer) => buffer.view_mut(),
+            None => output.view_mut(),
+        };
         {
             // Each direction owns its column half of the output.
-            let (forward_half, reverse_half) = output.view_mut().split_at(Axis(2), hidden);
-            let run = |direction: usize, out: ArrayViewMut3<'_, T>| {
+            let (forward_half, reverse_half) = out.view_mut().split_at(Axis(2), hidden);
+            let run = |direction: usize, half: ArrayViewMut3<'_, T>| {
                 let index = layer * directions + direction;
-                let h0 = prepared.h0.as_ref().map(|h| h.index_axis(Axis(0), index));
+                let h0 = h0.as_ref().map(|h| h.index_axis(Axis(0), index));
                 scan_direction(
                     &rnn.all_direction_params()[index],
                     rnn.packed(index),
                     layer_input.view(),
-                    out,
+                    half,
                     batch_first,
                     h0,
                     direction == 1,
@@ -64,22 +156,24 @@ pub(crate) fn forward<T: Float>(
         }
         for direction in 0..directions {
             // The final state: the last step each direction scanned.
-            let time_axis = prepared.time_axis();
-            let seq_len = output.len_of(time_axis);
+            let seq_len = out.len_of(time_axis);
             let last = if direction == 1 { 0 } else { seq_len - 1 };
             let cols = s![.., direction * hidden..(direction + 1) * hidden];
             h_n.index_axis_mut(Axis(0), layer * directions + direction)
-                .assign(&output.index_axis(time_axis, last).slice(cols));
+                .assign(&out.index_axis(time_axis, last).slice(cols));
         }
-        let is_last = layer + 1 == config.num_layers;
-        if !is_last && config.dropout > 0.0 {
-            if let Some(rng) = dropout_rng.as_deref_mut() {
-                apply_dropout(&mut output, config.dropout, rng);
+        if let Some(buffer) = own.as_mut() {
+            if config.dropout > 0.0 {
+                if let Some(rng) = dropout_rng.as_deref_mut() {
+                    apply_dropout(buffer, config.dropout, rng);
+                }
             }
         }
-        layer_input = output.into();
+        if own.is_some() {
+            intermediate = own;
+        }
     }
-    (layer_input.into_owned(), h_n)
+    h_n
 }
 
 /// Inverted dropout: each element is kept with probability `1 - p` and scaled by

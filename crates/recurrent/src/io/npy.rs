@@ -35,11 +35,15 @@ impl NpyArray {
     }
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+/// Opens `path` for a streaming read (the data is parsed straight into the array, never
+/// held twice in memory).
+fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
+    std::fs::File::open(path)
+        .map(std::io::BufReader::new)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 fn format_error(path: &Path, e: ReadNpyError) -> Error {
@@ -52,13 +56,14 @@ fn format_error(path: &Path, e: ReadNpyError) -> Error {
 /// Reads a float32 or float64 `.npy` file (C or Fortran order).
 pub fn read_float(path: impl AsRef<Path>) -> Result<NpyArray> {
     let path = path.as_ref();
-    let bytes = read_bytes(path)?;
-    match ArrayD::<f32>::read_npy(bytes.as_slice()) {
+    // A wrong descriptor is detected from the header, before any data is read; the
+    // file is then opened again for the other type.
+    match ArrayD::<f32>::read_npy(open(path)?) {
         Ok(a) => return Ok(NpyArray::F32(a)),
         Err(ReadNpyError::WrongDescriptor(_)) => {}
         Err(e) => return Err(format_error(path, e)),
     }
-    match ArrayD::<f64>::read_npy(bytes.as_slice()) {
+    match ArrayD::<f64>::read_npy(open(path)?) {
         Ok(a) => Ok(NpyArray::F64(a)),
         Err(ReadNpyError::WrongDescriptor(desc)) => Err(Error::Format {
             path: path.to_path_buf(),
@@ -74,8 +79,7 @@ pub fn read_float(path: impl AsRef<Path>) -> Result<NpyArray> {
 /// Reads a float `.npy` file that must have element type `T`.
 pub fn read<T: Float>(path: impl AsRef<Path>) -> Result<ArrayD<T>> {
     let path = path.as_ref();
-    let bytes = read_bytes(path)?;
-    ArrayD::<T>::read_npy(bytes.as_slice()).map_err(|e| match e {
+    ArrayD::<T>::read_npy(open(path)?).map_err(|e| match e {
         ReadNpyError::WrongDescriptor(desc) => Error::DtypeMismatch {
             what: path.display().to_string(),
             expected: T::DTYPE,
