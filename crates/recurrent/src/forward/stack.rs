@@ -40,7 +40,7 @@ pub(crate) fn forward<T: Float>(
             rnn,
             input,
             batch_first,
-            prepared.h0.clone(),
+            prepared.h0,
             output.view_mut(),
             &mut dropout_rng,
         );
