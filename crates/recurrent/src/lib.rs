@@ -73,6 +73,22 @@ pub mod params;
 pub mod reference;
 mod shape;
 
+/// Kernel entry points for `benches/kernels.rs`; not a stable API.
+#[doc(hidden)]
+pub mod __bench {
+    use ndarray::{ArrayView2, ArrayViewMut2};
+
+    /// `y += x · wt` with `wt` = Wᵀ packed (K, H) row-major, row stride `ldw`.
+    pub fn packed_matmul_acc<T: crate::Float>(
+        x: &ArrayView2<'_, T>,
+        wt: &[T],
+        ldw: usize,
+        y: &mut ArrayViewMut2<'_, T>,
+    ) {
+        crate::kernels::gemv_rows(x, wt, ldw, y)
+    }
+}
+
 pub use config::{Nonlinearity, RnnConfig};
 pub use element::{Dtype, Float};
 pub use error::{Error, Result};

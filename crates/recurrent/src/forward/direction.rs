@@ -7,9 +7,14 @@ use crate::kernels::{gemm, gemv_rows, Activation};
 use crate::params::{DirectionParams, Packed};
 
 /// `y = x · Wᵀ + beta · y`, with `w` (H, K) as torch stores it and `wt` its packed
-/// transpose (K, H). Products with rows of unit column stride go through the packed-weight
-/// kernels (no per-call packing, see `kernels`); anything else through the GEMM crate.
-/// With `threads > 1` and enough work, the product is split between two threads.
+/// transpose (K, H).
+///
+/// The backend is chosen by shape, from `cargo bench -p recurrent --bench kernels` (see
+/// the README): the packed-weight kernels (no per-call packing) win on every per-step
+/// product and on projections with weights up to a few hundred KiB; `matrixmultiply`
+/// wins on large projections (many rows against a weight of 2 MiB and more), where its
+/// cache blocking over K pays off. With `threads > 1` and enough work, the product is
+/// split between two threads.
 fn matmul_acc<T: Float>(
     x: &ArrayView2<'_, T>,
     w: &Array2<T>,
@@ -21,27 +26,23 @@ fn matmul_acc<T: Float>(
     if beta == T::zero() {
         y.fill(T::zero());
     }
-    match wt.as_slice() {
-        Some(wt_all) => packed_matmul_acc(x, wt_all, wt.ncols(), y, threads),
-        None => gemm(x, &w.t(), T::one(), y),
-    }
-}
-
-/// Below this many multiply-adds a product stays on one thread: a fork-join costs a few
-/// microseconds.
-const PARALLEL_MIN_MACS: usize = 1 << 18;
-
-fn packed_matmul_acc<T: Float>(
-    x: &ArrayView2<'_, T>,
-    wt: &[T],
-    ldw: usize,
-    y: &mut ArrayViewMut2<'_, T>,
-    threads: usize,
-) {
     let (m, k) = x.dim();
     let h = y.ncols();
+    let product = |x: &ArrayView2<'_, T>,
+                   wt_cols: &[T],
+                   w_rows: ArrayView2<'_, T>,
+                   y: &mut ArrayViewMut2<'_, T>| {
+        if m >= CRATE_GEMM_MIN_ROWS && k * h >= CRATE_GEMM_MIN_WEIGHT {
+            gemm(x, &w_rows.t(), T::one(), y)
+        } else {
+            gemv_rows(x, wt_cols, wt.ncols(), y)
+        }
+    };
+    let Some(wt_all) = wt.as_slice() else {
+        return gemm(x, &w.t(), T::one(), y);
+    };
     if threads < 2 || m * k * h < PARALLEL_MIN_MACS {
-        return gemv_rows(x, wt, ldw, y);
+        return product(x, wt_all, w.view(), y);
     }
     if m >= 16 {
         // Split the rows: both halves read the whole weight.
@@ -49,22 +50,31 @@ fn packed_matmul_acc<T: Float>(
         let (x0, x1) = x.view().split_at(Axis(0), half);
         let (mut y0, mut y1) = y.view_mut().split_at(Axis(0), half);
         rayon::join(
-            || gemv_rows(&x0, wt, ldw, &mut y0),
-            || gemv_rows(&x1, wt, ldw, &mut y1),
+            || product(&x0, wt_all, w.view(), &mut y0),
+            || product(&x1, wt_all, w.view(), &mut y1),
         );
     } else {
         // Few rows: split the columns, each thread streaming half of the weight.
         let half = h / 2 / 16 * 16;
         if half == 0 {
-            return gemv_rows(x, wt, ldw, y);
+            return gemv_rows(x, wt_all, h, y);
         }
         let (mut y0, mut y1) = y.view_mut().split_at(Axis(1), half);
         rayon::join(
-            || gemv_rows(x, wt, ldw, &mut y0),
-            || gemv_rows(x, &wt[half..], ldw, &mut y1),
+            || gemv_rows(x, wt_all, h, &mut y0),
+            || gemv_rows(x, &wt_all[half..], h, &mut y1),
         );
     }
 }
+
+/// Below this many multiply-adds a product stays on one thread: a fork-join costs a few
+/// microseconds.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// `matrixmultiply` takes products with at least this many rows...
+const CRATE_GEMM_MIN_ROWS: usize = 1024;
+/// ...against a weight of at least this many elements (2 MiB of f32).
+const CRATE_GEMM_MIN_WEIGHT: usize = 1 << 19;
 
 /// Applies the activation in place, row by row (rows are contiguous column ranges).
 fn activate<T: Float, A: Activation>(y: &mut ArrayViewMut2<'_, T>) {

@@ -1,7 +1,9 @@
-//! Which GEMM crate? The shapes an RNN forward multiplies, through `matrixmultiply`
-//! (ndarray's own backend) and `gemm` (faer's), single-threaded, f32.
+//! Which product kernel? The shapes an RNN forward multiplies, single-threaded, f32,
+//! through `matrixmultiply` (ndarray's own backend), `gemm` (faer's), and this crate's
+//! packed-weight kernel (`kernels/packed_gemm.rs` + `kernels/matvec.rs`), which reads
+//! `Wᵀ` laid out once instead of packing `W` on every call.
 //!
-//! `cargo bench -p recurrent --bench gemm`. Results and the choice are in the README.
+//! `cargo bench -p recurrent --bench kernels`. Results and the choice are in the README.
 
 use std::hint::black_box;
 
@@ -9,12 +11,14 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// (label, m, k, n): C (m x n) = A (m x k) * B (k x n), B a transposed weight (strided).
 const SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("step N=5 H=3", 5, 3, 3),
     ("step N=1 H=64", 1, 64, 64),
     ("step N=1 H=512", 1, 512, 512),
     ("step N=32 H=256", 32, 256, 256),
     ("step N=64 H=1024", 64, 1024, 1024),
     ("proj L*N=3200 128->256", 3200, 128, 256),
     ("proj L*N=500 256->512", 500, 256, 512),
+    ("proj L*N=12800 512->1024", 12800, 512, 1024),
 ];
 
 fn bench(c: &mut Criterion) {
@@ -69,6 +73,16 @@ fn bench(c: &mut Criterion) {
                     gemm::Parallelism::None,
                 );
                 black_box(&out);
+            })
+        });
+        // The weight transposed once, (k, n) row-major, as the layer stores it.
+        let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+        let x = ndarray::ArrayView2::from_shape((m, k), &a).expect("shape");
+        let mut y = ndarray::Array2::<f32>::zeros((m, n));
+        group.bench_function(BenchmarkId::new("packed", label), |bch| {
+            bch.iter(|| {
+                recurrent::__bench::packed_matmul_acc(&x, &wt, n, &mut y.view_mut());
+                black_box(&y);
             })
         });
     }
