@@ -55,14 +55,15 @@ fn matmul_acc<T: Float>(
         );
     } else {
         // Few rows: split the columns, each thread streaming half of the weight.
+        let ldw = wt.ncols();
         let half = h / 2 / 16 * 16;
         if half == 0 {
-            return gemv_rows(x, wt_all, h, y);
+            return gemv_rows(x, wt_all, ldw, y);
         }
         let (mut y0, mut y1) = y.view_mut().split_at(Axis(1), half);
         rayon::join(
-            || gemv_rows(x, wt_all, h, &mut y0),
-            || gemv_rows(x, &wt_all[half..], h, &mut y1),
+            || gemv_rows(x, wt_all, ldw, &mut y0),
+            || gemv_rows(x, &wt_all[half..], ldw, &mut y1),
         );
     }
 }

@@ -103,6 +103,12 @@ fn forward_block<T: Float>(
     let batch = input.len_of(Axis(usize::from(!batch_first)));
     let (d0, d1, _) = input.dim();
     let threads = rayon::current_num_threads();
+    // Two directions in parallel share the threads between them.
+    let threads_per_direction = if directions == 2 {
+        (threads / 2).max(1)
+    } else {
+        threads
+    };
     // The mode is dispatched once per call; the per-step loop is monomorphised.
     let scan_direction = match config.nonlinearity {
         Nonlinearity::Tanh => scan::<T, Tanh>,
@@ -141,7 +147,7 @@ fn forward_block<T: Float>(
                     batch_first,
                     h0,
                     direction == 1,
-                    threads,
+                    threads_per_direction,
                 );
             };
             if directions == 2 && threads > 1 {

@@ -10,6 +10,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::element::Float;
+use crate::params::MIN_PACKED_WIDTH as NARROW;
 
 #[inline(always)]
 fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
@@ -102,6 +103,26 @@ fn row_body<
     }
 }
 
+/// A row narrower than one vector, against a weight whose rows are padded to `W`
+/// (`ldw == W`): one `W`-wide multiply-add per input element, then the `h` real columns
+/// stored back.
+#[inline(always)]
+fn row_narrow<T: Float, const W: usize, const FMA: bool>(x: &[T], wt: &[T], y: &mut [T]) {
+    // The product is accumulated from zero in registers and added to `y` at the end:
+    // filling the accumulator from `y` element by element and then reading it as a
+    // vector would stall on store forwarding.
+    let mut acc = [T::zero(); W];
+    for (k, &xk) in x.iter().enumerate() {
+        let row: &[T; W] = wt[k * W..(k + 1) * W].try_into().expect("W-wide row"); // ok: range is W long
+        for l in 0..W {
+            acc[l] = madd::<T, FMA>(xk, row[l], acc[l]);
+        }
+    }
+    for (v, &a) in y.iter_mut().zip(acc.iter()) {
+        *v = *v + a;
+    }
+}
+
 #[inline(always)]
 fn rows_body<T: Float, const FMA: bool>(
     x: &ArrayView2<'_, T>,
@@ -113,7 +134,9 @@ fn rows_body<T: Float, const FMA: bool>(
         let (Some(xs), Some(ys)) = (xr.as_slice(), yr.as_slice_mut()) else {
             unreachable!("rows are checked contiguous by gemv_rows")
         };
-        if std::mem::size_of::<T>() == 4 {
+        if ldw == NARROW && ys.len() < NARROW && wt.len() >= xs.len() * NARROW {
+            row_narrow::<T, NARROW, FMA>(xs, wt, ys)
+        } else if std::mem::size_of::<T>() == 4 {
             row_body::<T, 128, 64, 32, 16, FMA>(xs, wt, ldw, ys)
         } else {
             row_body::<T, 64, 32, 16, 8, FMA>(xs, wt, ldw, ys)
@@ -243,6 +266,28 @@ mod tests {
                 (a - b).abs() <= tol * (1.0 + b.abs()),
                 "{m}x{k}x{h}: {a} vs {b}"
             );
+        }
+    }
+
+    #[test]
+    fn narrow_rows_against_padded_weights() {
+        for h in 1..NARROW {
+            for k in [0, 1, 2, 7] {
+                let x = Array2::from_shape_fn((3, k), |(i, p)| (i as f32 - p as f32) * 0.3);
+                let mut wt = vec![0.0f32; k * NARROW];
+                for p in 0..k {
+                    for j in 0..h {
+                        wt[p * NARROW + j] = (p * 5 + j) as f32 * 0.1 - 0.7;
+                    }
+                }
+                let mut y = Array2::from_elem((3, h), 0.5f32);
+                let mut want = y.clone();
+                gemv_rows(&x.view(), &wt, NARROW, &mut y.view_mut());
+                gemv_rows_plain(&x.view(), &wt, NARROW, &mut want.view_mut());
+                for (a, b) in y.iter().zip(want.iter()) {
+                    assert!((a - b).abs() <= 1e-5, "h {h} k {k}: {a} vs {b}");
+                }
+            }
         }
     }
 

@@ -68,12 +68,17 @@ fn tanh_slice_body(xs: &mut [f32]) {
     }
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
+        // Element loops, not copy_from_slice (a memmove call would cost more than this).
         let mut buf = [0.0f32; W];
-        buf[..rest.len()].copy_from_slice(rest);
+        for (b, &x) in buf.iter_mut().zip(rest.iter()) {
+            *b = x;
+        }
         for x in &mut buf {
             *x = tanh_f32(*x);
         }
-        rest.copy_from_slice(&buf[..rest.len()]);
+        for (x, &b) in rest.iter_mut().zip(buf.iter()) {
+            *x = b;
+        }
     }
 }
 

@@ -36,10 +36,22 @@ impl<T: Float> DirectionParams<T> {
     pub(crate) fn pack(&self) -> Packed<T> {
         Packed {
             bias: self.folded_bias(),
-            w_ih_t: self.w_ih.t().as_standard_layout().into_owned(),
-            w_hh_t: self.w_hh.t().as_standard_layout().into_owned(),
+            w_ih_t: transpose_padded(&self.w_ih),
+            w_hh_t: transpose_padded(&self.w_hh),
         }
     }
+}
+
+/// Narrowest packed row: a hidden size below this is zero-padded up to it, so that a row
+/// of the product is one fixed-width vector operation per input element.
+pub(crate) const MIN_PACKED_WIDTH: usize = 16;
+
+/// `wᵀ` as a standard-layout (K, max(H, MIN_PACKED_WIDTH)) array, zero-padded on the right.
+fn transpose_padded<T: Float>(w: &Array2<T>) -> Array2<T> {
+    let (h, k) = w.dim();
+    let mut wt = Array2::zeros((k, h.max(MIN_PACKED_WIDTH)));
+    wt.slice_mut(ndarray::s![.., ..h]).assign(&w.t());
+    wt
 }
 
 /// One (layer, direction)'s weights as the fast path uses them.
@@ -47,8 +59,8 @@ impl<T: Float> DirectionParams<T> {
 pub(crate) struct Packed<T> {
     /// `b_ih + b_hh`.
     pub bias: Option<Array1<T>>,
-    /// `W_ihᵀ`, (layer_input_size, H), row-major.
+    /// `W_ihᵀ`, (layer_input_size, max(H, 16)), row-major, zero-padded columns.
     pub w_ih_t: Array2<T>,
-    /// `W_hhᵀ`, (H, H), row-major.
+    /// `W_hhᵀ`, (H, max(H, 16)), row-major, zero-padded columns.
     pub w_hh_t: Array2<T>,
 }
