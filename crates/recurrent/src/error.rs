@@ -196,6 +196,98 @@ pub enum Error {
         message: String,
     },
 
+    // --- packed sequences (`crate::packed`) -------------------------------------------
+    /// `pack_padded_sequence` / `pack_sequence` got an input with no elements.
+    #[error(
+        "cannot pack empty tensors: expected an input with at least one element, got shape {}",
+        fmt_shape(shape)
+    )]
+    EmptyPack {
+        /// The input's shape, in the caller's axis order.
+        shape: Vec<usize>,
+    },
+
+    /// There is not exactly one length per batch element.
+    #[error("expected `lengths.len()` to be equal to batch_size, but got {lengths} (batch_size={batch_size})")]
+    LengthsCount {
+        /// How many lengths came.
+        lengths: usize,
+        /// The input's batch size.
+        batch_size: usize,
+    },
+
+    /// A sequence length is 0.
+    #[error("expected the length of all samples to be greater than 0, but lengths[{index}] = 0")]
+    ZeroLength {
+        /// Position of the zero in the caller's `lengths`.
+        index: usize,
+    },
+
+    /// `enforce_sorted` is true but the lengths do not decrease.
+    #[error(
+        "expected `lengths` sorted in decreasing order when `enforce_sorted` is true, but \
+         lengths[{index}] = {length} < lengths[{}] = {next}; pass `enforce_sorted = false` to \
+         have them sorted for you",
+        index + 1
+    )]
+    LengthsNotSorted {
+        /// Position of the first length of the first increasing pair.
+        index: usize,
+        /// `lengths[index]`.
+        length: usize,
+        /// `lengths[index + 1]`, the larger one.
+        next: usize,
+    },
+
+    /// A sequence length is greater than the padded input's sequence length (torch accepts
+    /// this and fails later, when the packed sequence is used).
+    #[error(
+        "expected every length to be at most the input's sequence length {seq_len}, but \
+         lengths[{index}] = {length}"
+    )]
+    LengthExceedsInput {
+        /// Position of the length in the caller's `lengths`.
+        index: usize,
+        /// The length.
+        length: usize,
+        /// The input's sequence length `L`.
+        seq_len: usize,
+    },
+
+    /// `pad_packed_sequence`'s `total_length` is shorter than the longest sequence.
+    #[error(
+        "expected total_length to be at least the length of the longest sequence in input, \
+         but got total_length={total_length} and max sequence length being {max_length}"
+    )]
+    TotalLength {
+        /// The `total_length` asked for.
+        total_length: usize,
+        /// The longest sequence's length.
+        max_length: usize,
+    },
+
+    /// The parts given to `PackedSequence::new` do not describe a packed batch.
+    #[error("invalid PackedSequence: {0}")]
+    InvalidPackedSequence(String),
+
+    /// `pad_sequence` / `pack_sequence` got no sequences.
+    #[error("received an empty list of sequences: expected at least one")]
+    NoSequences,
+
+    /// The sequences given to `pad_sequence` / `pack_sequence` differ in feature size.
+    #[error(
+        "expected every sequence to have {expected} features (as sequence 0 has), but \
+         sequence {index} has {got}"
+    )]
+    SequenceFeatures {
+        /// Position of the sequence that differs.
+        index: usize,
+        /// Features of sequence 0.
+        expected: usize,
+        /// Features of sequence `index`.
+        got: usize,
+    },
+
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
