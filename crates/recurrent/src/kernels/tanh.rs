@@ -67,17 +67,23 @@ fn tanh_slice_body(xs: &mut [f32]) {
         }
     }
     let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        // Element loops, not copy_from_slice (a memmove call would cost more than this).
+    let n = rest.len();
+    if n > 0 {
+        // Fixed-trip loops with a condition (not copy_from_slice, which LLVM turns into
+        // a memcpy call costing more than the whole chunk).
         let mut buf = [0.0f32; W];
-        for (b, &x) in buf.iter_mut().zip(rest.iter()) {
-            *b = x;
+        for (l, b) in buf.iter_mut().enumerate() {
+            if l < n {
+                *b = rest[l];
+            }
         }
         for x in &mut buf {
             *x = tanh_f32(*x);
         }
-        for (x, &b) in rest.iter_mut().zip(buf.iter()) {
-            *x = b;
+        for (l, &b) in buf.iter().enumerate() {
+            if l < n {
+                rest[l] = b;
+            }
         }
     }
 }
@@ -85,7 +91,30 @@ fn tanh_slice_body(xs: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe fn tanh_slice_avx512(xs: &mut [f32]) {
-    tanh_slice_body(xs)
+    use std::arch::x86_64::{
+        _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_storeu_ps,
+    };
+    // Whole 16-lane chunks, then the remainder through one masked load and store (the
+    // portable body pads it through a buffer element by element instead).
+    let full = xs.len() / 16 * 16;
+    let (head, rest) = xs.split_at_mut(full);
+    tanh_slice_body(head);
+    let n = rest.len();
+    if n > 0 {
+        let mask: u16 = (1u16 << n) - 1; // n < 16
+        let mut buf = [0.0f32; 16];
+        // SAFETY: the mask covers exactly the n elements of `rest`; buf holds 16.
+        unsafe {
+            _mm512_storeu_ps(buf.as_mut_ptr(), _mm512_maskz_loadu_ps(mask, rest.as_ptr()));
+        }
+        for x in &mut buf {
+            *x = tanh_f32(*x);
+        }
+        // SAFETY: as above.
+        unsafe {
+            _mm512_mask_storeu_ps(rest.as_mut_ptr(), mask, _mm512_loadu_ps(buf.as_ptr()));
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
