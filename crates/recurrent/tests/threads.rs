@@ -71,3 +71,49 @@ fn bidirectional_layers_in_parallel() {
         true,
     );
 }
+
+#[test]
+fn long_batch_one_recurrence_split_across_two_threads() {
+    // N * H * H * L >= 2^24 with N < 16 and H >= 256: the recurrence runs on two threads
+    // meeting at a per-step barrier.
+    let config = RnnConfig::new(8, 512);
+    check::<f32>(config.clone(), &[70, 1, 8], true);
+    check::<f64>(
+        config.nonlinearity(Nonlinearity::Relu).batch_first(true),
+        &[2, 40, 8],
+        true,
+    );
+}
+
+#[test]
+fn split_recurrence_does_without_a_busy_pool() {
+    // Occupy one of the two workers; the split must notice that nobody takes the second
+    // half and run the recurrence on one thread, with the same numbers.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let config = RnnConfig::new(8, 512);
+    let rnn = Rnn::<f32>::seeded(config, 3).unwrap();
+    let x = input::<f32>(&[70, 1, 8], 7);
+    let (want, _) = reference::forward(&rnn, x.view(), None).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    {
+        let (release, started) = (release.clone(), started.clone());
+        pool.spawn(move || {
+            started.store(true, Ordering::Release);
+            while !release.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+        });
+    }
+    while !started.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    let (out, _) = pool.install(|| rnn.forward(x.view(), None)).unwrap();
+    release.store(true, Ordering::Release);
+    assert_close(&out, &want, "split with a busy pool");
+}

@@ -1,6 +1,6 @@
 //! Scan one direction of one layer over time.
 
-use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
+use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, ShapeBuilder};
 
 use crate::element::Float;
 use crate::kernels::{gemm, gemv_rows, Activation};
@@ -66,6 +66,137 @@ fn matmul_acc<T: Float>(
             || gemv_rows(x, &wt_all[half..], ldw, &mut y1),
         );
     }
+}
+
+/// A whole small-batch recurrence of at least this many multiply-adds is split between
+/// two threads for its whole length (see [`split_recurrence`]).
+const SPLIT_SCAN_MIN_MACS: usize = 1 << 24;
+
+/// How long [`split_recurrence`] waits for a second thread before doing without.
+const HELPER_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Whether [`split_recurrence`] did the work.
+enum Split {
+    Done,
+    NoHelper,
+}
+
+/// A raw pointer that may cross threads; see the protocol in [`split_recurrence`].
+#[derive(Clone, Copy)]
+struct SharedPtr<T>(*mut T);
+// SAFETY: only used by split_recurrence, whose protocol keeps accesses disjoint.
+unsafe impl<T: Send> Send for SharedPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for SharedPtr<T> {}
+
+/// The recurrence of a small batch with a wide hidden state on two threads, each owning
+/// half of the columns of `W_hhᵀ` (which then stays in that core's L2) and of every
+/// step's output, meeting once per step at a spin barrier: a fork-join per step costs
+/// about as much as the step.
+///
+/// The second half is offered to the rayon pool. If no worker takes it within
+/// [`HELPER_WAIT`] (all busy), this returns [`Split::NoHelper`] before touching `seq`, and
+/// the caller runs the ordinary loop; a worker that comes later finds the work taken.
+/// So this never waits on a thread that is not running.
+///
+/// `seq` is the direction's output in time-major view `(L, N, H)`, holding the input
+/// projection.
+fn split_recurrence<T: Float, A: Activation>(
+    mut seq: ArrayViewMut3<'_, T>,
+    w_hh_t: &Array2<T>,
+    h0: Option<ArrayView2<'_, T>>,
+    reverse: bool,
+) -> Split {
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    const OPEN: u8 = 0;
+    const HELPER_IN: u8 = 1;
+    const WITHDRAWN: u8 = 2;
+
+    let (seq_len, batch, hidden) = seq.dim();
+    let Some(wt) = w_hh_t.as_slice() else {
+        return Split::NoHelper;
+    };
+    let ldw = w_hh_t.ncols();
+    let split = hidden / 2 / 16 * 16;
+    let strides: Vec<usize> = seq.strides().iter().map(|&s| s as usize).collect();
+    let base = SharedPtr(seq.as_mut_ptr());
+    let progress = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    let claim = AtomicU8::new(OPEN);
+
+    // Protocol. Part p writes only columns cols(p) of row t(step) during `step`, and
+    // reads all columns of row t(step - 1). Before `step`, it waits until the other part
+    // has finished `step - 1` (Release/Acquire on `progress`), so that row is complete
+    // and no longer written. The other part can be at most one step ahead, writing row
+    // t(step + 1), which this part neither reads nor writes. Views are made per step
+    // from the raw pointer and dropped before `progress` is published, so no two live
+    // views alias an element being written. Part 1 runs only if it claimed the work
+    // (OPEN -> HELPER_IN) before part 0 withdrew it (OPEN -> WITHDRAWN).
+    let worker = |part: usize| {
+        // Capture the Send/Sync wrapper whole (a closure would otherwise capture the bare
+        // pointer field, which is neither).
+        #[allow(clippy::redundant_locals)]
+        let base = base;
+        let cols = if part == 0 { 0..split } else { split..hidden };
+        let other = &progress[1 - part];
+        for step in 0..seq_len {
+            let t = if reverse { seq_len - 1 - step } else { step };
+            if step > 0 {
+                let mut spins = 0u32;
+                while other.load(Ordering::Acquire) < step {
+                    spins += 1;
+                    if spins < 1 << 12 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            let at = |t: usize, col: usize| base.0.wrapping_add(t * strides[0] + col * strides[2]);
+            let shape = |width: usize| {
+                ndarray::Ix2(batch, width).strides(ndarray::Ix2(strides[1], strides[2]))
+            };
+            // SAFETY: see the protocol above; shapes and strides are those of `seq`.
+            let mut current =
+                unsafe { ArrayViewMut2::from_shape_ptr(shape(cols.len()), at(t, cols.start)) };
+            if step > 0 {
+                let prev_t = if reverse { t + 1 } else { t - 1 };
+                // SAFETY: as above; row prev_t is complete and only read during this step.
+                let previous =
+                    unsafe { ArrayView2::from_shape_ptr(shape(hidden), at(prev_t, 0) as *const T) };
+                gemv_rows(&previous, &wt[cols.start..], ldw, &mut current);
+            } else if let Some(h) = &h0 {
+                gemv_rows(h, &wt[cols.start..], ldw, &mut current);
+            }
+            activate::<T, A>(&mut current);
+            progress[part].store(step + 1, Ordering::Release);
+        }
+    };
+
+    let mut outcome = Split::Done;
+    rayon::scope(|scope| {
+        scope.spawn(|_| {
+            if claim
+                .compare_exchange(OPEN, HELPER_IN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                worker(1);
+            }
+        });
+        let start = std::time::Instant::now();
+        while claim.load(Ordering::Acquire) == OPEN {
+            if start.elapsed() > HELPER_WAIT
+                && claim
+                    .compare_exchange(OPEN, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                outcome = Split::NoHelper;
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        worker(0);
+    });
+    outcome
 }
 
 /// Below this many multiply-adds a product stays on one thread: a fork-join costs a few
@@ -143,6 +274,17 @@ pub(super) fn scan<T: Float, A: Activation>(
         output
     };
     let seq_len = seq.len_of(Axis(0));
+    let (_, batch, hidden) = seq.dim();
+    if threads >= 2
+        && batch < 16
+        && hidden >= 256
+        && seq_len * batch * hidden * hidden >= SPLIT_SCAN_MIN_MACS
+    {
+        match split_recurrence::<T, A>(seq.view_mut(), &packed.w_hh_t, h0, reverse) {
+            Split::Done => return,
+            Split::NoHelper => {} // no second thread came in time: run it here
+        }
+    }
     for step in 0..seq_len {
         let t = if reverse { seq_len - 1 - step } else { step };
         // Split so that the previous step (read) and this step (written) are disjoint.
