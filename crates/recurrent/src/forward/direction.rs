@@ -285,6 +285,38 @@ pub(super) fn scan<T: Float, A: Activation>(
             Split::NoHelper => {} // no second thread came in time: run it here
         }
     }
+    if threads >= 2 && batch >= 16 && seq_len * batch * hidden * hidden >= PARALLEL_MIN_MACS {
+        // Batch elements recur independently: each thread takes half of the batch for
+        // the whole sequence, with no synchronisation between steps.
+        let half = batch / 2 / 8 * 8;
+        let (seq0, seq1) = seq.view_mut().split_at(Axis(1), half);
+        let (h0_0, h0_1) = match h0 {
+            Some(h) => {
+                let (a, b) = h.split_at(Axis(0), half);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        rayon::join(
+            || recur::<T, A>(seq0, params, packed, h0_0, reverse, 1),
+            || recur::<T, A>(seq1, params, packed, h0_1, reverse, 1),
+        );
+        return;
+    }
+    recur::<T, A>(seq, params, packed, h0, reverse, threads);
+}
+
+/// The step loop over `seq` (time-major `(L, N, H)`, holding the input projection):
+/// `out[t] = act(out[t] + h_{t-1} W_hhᵀ)`.
+fn recur<T: Float, A: Activation>(
+    mut seq: ArrayViewMut3<'_, T>,
+    params: &DirectionParams<T>,
+    packed: &Packed<T>,
+    h0: Option<ArrayView2<'_, T>>,
+    reverse: bool,
+    threads: usize,
+) {
+    let seq_len = seq.len_of(Axis(0));
     for step in 0..seq_len {
         let t = if reverse { seq_len - 1 - step } else { step };
         // Split so that the previous step (read) and this step (written) are disjoint.
