@@ -9,17 +9,9 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+use super::madd;
 use crate::element::Float;
 use crate::params::MIN_PACKED_WIDTH as NARROW;
-
-#[inline(always)]
-fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
 
 /// Columns `j..j + B` of one row, with the accumulators in registers. Even and odd `k`
 /// accumulate separately (two independent FMA chains per register) and are added at

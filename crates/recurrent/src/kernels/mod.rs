@@ -12,3 +12,16 @@ pub(crate) use activation::{Activation, Relu, Tanh};
 pub(crate) use gemm::gemm;
 pub(crate) use matvec::gemv_rows;
 pub(crate) use tanh::tanh_slice_f32;
+
+use crate::element::Float;
+
+/// `a * b + c`, fused into one instruction in the versions compiled with FMA (`FMA`), as
+/// two operations in the portable one (where `mul_add` would be a libm call).
+#[inline(always)]
+pub(crate) fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}

@@ -10,16 +10,8 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
+use super::madd;
 use crate::element::Float;
-
-#[inline(always)]
-fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
 
 /// One MR × NR tile at (i0, j0); `xs` are the MR input rows (each of length K), `ys` the
 /// MR output rows (each of length h).
