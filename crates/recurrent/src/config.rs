@@ -50,8 +50,52 @@ impl FromStr for Nonlinearity {
     }
 }
 
-/// The options of `torch.nn.RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh',
-/// bias=True, batch_first=False, dropout=0.0, bidirectional=False)`.
+/// Which recurrent layer: torch's `RNN` (Elman, with a [`Nonlinearity`]), `LSTM` or `GRU`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Kind {
+    /// `torch.nn.RNN`: one gate, `h' = act(W_ih x + b_ih + W_hh h + b_hh)`.
+    #[default]
+    Rnn,
+    /// `torch.nn.LSTM`: gates i, f, g, o stacked in that order; optional `proj_size`.
+    Lstm,
+    /// `torch.nn.GRU`: gates r, z, n stacked in that order.
+    Gru,
+}
+
+impl Kind {
+    /// How many gates are stacked in `weight_ih`/`weight_hh`: 1, 4 or 3.
+    pub fn gate_count(self) -> usize {
+        match self {
+            Kind::Rnn => 1,
+            Kind::Lstm => 4,
+            Kind::Gru => 3,
+        }
+    }
+
+    /// torch's class name: `"RNN"`, `"LSTM"`, `"GRU"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Rnn => "RNN",
+            Kind::Lstm => "LSTM",
+            Kind::Gru => "GRU",
+        }
+    }
+
+    /// The kind whose `weight_hh` has `gates` times H rows, if any.
+    pub fn from_gate_count(gates: usize) -> Option<Kind> {
+        match gates {
+            1 => Some(Kind::Rnn),
+            4 => Some(Kind::Lstm),
+            3 => Some(Kind::Gru),
+            _ => None,
+        }
+    }
+}
+
+/// The options of torch's recurrent layers (`RNNBase`): `torch.nn.RNN(input_size,
+/// hidden_size, num_layers=1, nonlinearity='tanh', bias=True, batch_first=False,
+/// dropout=0.0, bidirectional=False)`, and the same for `LSTM` (plus `proj_size=0`) and
+/// `GRU`, selected by [`Kind`].
 ///
 /// Build one with [`RnnConfig::new`] (torch's defaults) and the chained setters:
 ///
@@ -67,6 +111,8 @@ impl FromStr for Nonlinearity {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RnnConfig {
+    /// RNN, LSTM or GRU.
+    pub kind: Kind,
     /// Features of each input step (`H_in`).
     pub input_size: usize,
     /// Features of the hidden state (`H`).
@@ -83,6 +129,8 @@ pub struct RnnConfig {
     pub dropout: f64,
     /// Whether each layer also runs over the sequence backwards.
     pub bidirectional: bool,
+    /// LSTM only: when > 0, `h` is projected to this size by `weight_hr` (0: none).
+    pub proj_size: usize,
 }
 
 impl RnnConfig {
@@ -90,6 +138,7 @@ impl RnnConfig {
     /// no dropout, one direction.
     pub fn new(input_size: usize, hidden_size: usize) -> Self {
         RnnConfig {
+            kind: Kind::Rnn,
             input_size,
             hidden_size,
             num_layers: 1,
@@ -98,7 +147,45 @@ impl RnnConfig {
             batch_first: false,
             dropout: 0.0,
             bidirectional: false,
+            proj_size: 0,
         }
+    }
+
+    /// `torch.nn.LSTM(input_size, hidden_size)` with torch's defaults.
+    pub fn lstm(input_size: usize, hidden_size: usize) -> Self {
+        RnnConfig {
+            kind: Kind::Lstm,
+            ..Self::new(input_size, hidden_size)
+        }
+    }
+
+    /// `torch.nn.GRU(input_size, hidden_size)` with torch's defaults.
+    pub fn gru(input_size: usize, hidden_size: usize) -> Self {
+        RnnConfig {
+            kind: Kind::Gru,
+            ..Self::new(input_size, hidden_size)
+        }
+    }
+
+    /// Sets `proj_size` (LSTM only).
+    pub fn proj_size(mut self, proj_size: usize) -> Self {
+        self.proj_size = proj_size;
+        self
+    }
+
+    /// The size of `h` (and of each direction's output): `proj_size` if set, else
+    /// `hidden_size`.
+    pub fn output_hidden_size(&self) -> usize {
+        if self.proj_size > 0 {
+            self.proj_size
+        } else {
+            self.hidden_size
+        }
+    }
+
+    /// Rows of `weight_ih`/`weight_hh`: gates x `hidden_size`.
+    pub fn gate_size(&self) -> usize {
+        self.kind.gate_count() * self.hidden_size
     }
 
     /// Sets `num_layers`.
@@ -146,18 +233,19 @@ impl RnnConfig {
         }
     }
 
-    /// Width of the input of layer `layer`: `input_size` for layer 0, else `D * hidden_size`.
+    /// Width of the input of layer `layer`: `input_size` for layer 0, else `D * H_out`
+    /// (`H_out` = [`RnnConfig::output_hidden_size`]).
     pub fn layer_input_size(&self, layer: usize) -> usize {
         if layer == 0 {
             self.input_size
         } else {
-            self.num_directions() * self.hidden_size
+            self.num_directions() * self.output_hidden_size()
         }
     }
 
-    /// Width of the output sequence: `D * hidden_size`.
+    /// Width of the output sequence: `D * H_out`.
     pub fn output_size(&self) -> usize {
-        self.num_directions() * self.hidden_size
+        self.num_directions() * self.output_hidden_size()
     }
 
     /// Checks the options as torch's constructor does.
@@ -183,6 +271,17 @@ impl RnnConfig {
                 "num_layers must be greater than zero".to_string(),
             ));
         }
+        if self.proj_size > 0 && self.kind != Kind::Lstm {
+            return Err(Error::Config(
+                "proj_size argument is only supported for LSTM, not RNN or GRU".to_string(),
+            ));
+        }
+        if self.proj_size >= self.hidden_size && self.proj_size > 0 {
+            return Err(Error::Config(format!(
+                "proj_size has to be smaller than hidden_size: got proj_size={} and hidden_size={}",
+                self.proj_size, self.hidden_size
+            )));
+        }
         Ok(())
     }
 }
@@ -190,11 +289,14 @@ impl RnnConfig {
 /// Formats like torch's `repr(nn.RNN(...))`: only options that differ from the defaults.
 impl fmt::Display for RnnConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RNN({}, {}", self.input_size, self.hidden_size)?;
+        write!(f, "{}({}, {}", self.kind.name(), self.input_size, self.hidden_size)?;
+        if self.proj_size != 0 {
+            write!(f, ", proj_size={}", self.proj_size)?;
+        }
         if self.num_layers != 1 {
             write!(f, ", num_layers={}", self.num_layers)?;
         }
-        if self.nonlinearity != Nonlinearity::Tanh {
+        if self.kind == Kind::Rnn && self.nonlinearity != Nonlinearity::Tanh {
             write!(f, ", nonlinearity='{}'", self.nonlinearity)?;
         }
         if !self.bias {

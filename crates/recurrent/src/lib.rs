@@ -90,7 +90,7 @@ pub mod __bench {
     }
 }
 
-pub use config::{Nonlinearity, RnnConfig};
+pub use config::{Kind, Nonlinearity, RnnConfig};
 pub use element::{Dtype, Float};
 pub use error::{Error, Result};
 pub use module::{Rnn, RnnStream};

@@ -59,7 +59,7 @@ pub fn forward<T: Float>(
         let mut layer_output = Array3::zeros((seq_len, batch, directions * hidden));
         for direction in 0..directions {
             let index = layer * directions + direction;
-            let params = &rnn.all_direction_params()[index];
+            let params = &rnn.layers().all_direction_params()[index];
             // A private copy of this direction's initial state.
             let mut h: Array2<T> = match &prepared.h0 {
                 Some(h0) => h0.index_axis(Axis(0), index).to_owned(),

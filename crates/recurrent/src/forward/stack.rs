@@ -13,7 +13,7 @@ use super::direction::scan;
 use crate::config::Nonlinearity;
 use crate::element::Float;
 use crate::kernels::{Relu, Tanh};
-use crate::module::Rnn;
+use crate::params::Layers;
 use crate::shape::Prepared;
 
 /// Time steps per chunk when a unidirectional multi-layer stack runs in chunks.
@@ -23,7 +23,7 @@ pub(crate) const CHUNK_STEPS: usize = 512;
 /// order, `h_n` as `(D * num_layers, N, H)`). With `dropout_rng`, the outputs of every
 /// layer but the last go through dropout (training mode).
 pub(crate) fn forward<T: Float>(
-    rnn: &Rnn<T>,
+    rnn: &Layers<T>,
     prepared: &Prepared<'_, T>,
     dropout_rng: Option<&mut dyn rand::RngCore>,
 ) -> (Array3<T>, Array3<T>) {
@@ -89,7 +89,7 @@ pub(crate) fn forward<T: Float>(
 /// Runs every layer over `input` (standard layout, `(L, N, F)` or `(N, L, F)`), writing
 /// the last layer's output into `output` (same axis order) and returning h_n.
 fn forward_block<T: Float>(
-    rnn: &Rnn<T>,
+    rnn: &Layers<T>,
     input: ArrayView3<'_, T>,
     batch_first: bool,
     h0: Option<ArrayView3<'_, T>>,

@@ -1,9 +1,11 @@
 //! Parameters: torch's names, per-(layer, direction) storage, and default initialisation.
 
 mod init;
+mod layers;
 mod name;
 
 pub use init::uniform_init;
+pub use layers::Layers;
 pub use name::{param_names, ParamKind, ParamName};
 
 use ndarray::{Array1, Array2};
@@ -13,18 +15,21 @@ use crate::element::Float;
 /// The tensors of one (layer, direction), in torch's layout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirectionParams<T> {
-    /// `weight_ih`: `(H, layer_input_size)`.
+    /// `weight_ih`: `(G*H, layer_input_size)`, G the gate count.
     pub w_ih: Array2<T>,
-    /// `weight_hh`: `(H, H)`.
+    /// `weight_hh`: `(G*H, H_out)`.
     pub w_hh: Array2<T>,
-    /// `bias_ih`: `(H,)`, when the layer has biases.
+    /// `bias_ih`: `(G*H,)`, when the layer has biases.
     pub b_ih: Option<Array1<T>>,
     /// `bias_hh`: `(H,)`, when the layer has biases.
     pub b_hh: Option<Array1<T>>,
+    /// `weight_hr`: `(P, H)`, for an LSTM with `proj_size > 0`.
+    pub w_hr: Option<Array2<T>>,
 }
 
 impl<T: Float> DirectionParams<T> {
-    /// `b_ih + b_hh`, the bias the fast path folds into the input projection once.
+    /// `b_ih + b_hh`, the bias the fast path folds into the input projection once
+    /// (RNN, LSTM; a GRU folds only its r and z parts, see `forward/gated.rs`).
     pub(crate) fn folded_bias(&self) -> Option<Array1<T>> {
         match (&self.b_ih, &self.b_hh) {
             (Some(a), Some(b)) => Some(a + b),
@@ -38,6 +43,7 @@ impl<T: Float> DirectionParams<T> {
             bias: self.folded_bias(),
             w_ih_t: transpose_padded(&self.w_ih),
             w_hh_t: transpose_padded(&self.w_hh),
+            w_hr_t: self.w_hr.as_ref().map(transpose_padded),
         }
     }
 }
@@ -61,6 +67,8 @@ pub(crate) struct Packed<T> {
     pub bias: Option<Array1<T>>,
     /// `W_ihᵀ`, (layer_input_size, max(H, 16)), row-major, zero-padded columns.
     pub w_ih_t: Array2<T>,
-    /// `W_hhᵀ`, (H, max(H, 16)), row-major, zero-padded columns.
+    /// `W_hhᵀ`, (H_out, max(G*H, 16)), row-major, zero-padded columns.
     pub w_hh_t: Array2<T>,
+    /// `W_hrᵀ`, (H, max(P, 16)), for an LSTM with projections.
+    pub w_hr_t: Option<Array2<T>>,
 }

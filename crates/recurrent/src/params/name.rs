@@ -7,23 +7,26 @@ use crate::config::RnnConfig;
 /// Which of the four tensors of one (layer, direction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ParamKind {
-    /// `weight_ih`: `(H, layer_input_size)`.
+    /// `weight_ih`: `(G*H, layer_input_size)`, G the gate count.
     WeightIh,
-    /// `weight_hh`: `(H, H)`.
+    /// `weight_hh`: `(G*H, H_out)`.
     WeightHh,
-    /// `bias_ih`: `(H,)`.
+    /// `bias_ih`: `(G*H,)`.
     BiasIh,
-    /// `bias_hh`: `(H,)`.
+    /// `bias_hh`: `(G*H,)`.
     BiasHh,
+    /// `weight_hr` (LSTM with `proj_size`): `(P, H)`.
+    WeightHr,
 }
 
 impl ParamKind {
-    /// torch's order within one (layer, direction): `[w_ih, w_hh, b_ih, b_hh]`.
-    pub const ALL: [ParamKind; 4] = [
+    /// torch's order within one (layer, direction): `[w_ih, w_hh, b_ih, b_hh, w_hr]`.
+    pub const ALL: [ParamKind; 5] = [
         ParamKind::WeightIh,
         ParamKind::WeightHh,
         ParamKind::BiasIh,
         ParamKind::BiasHh,
+        ParamKind::WeightHr,
     ];
 
     /// The stem of the name: `"weight_ih"`, ...
@@ -33,6 +36,7 @@ impl ParamKind {
             ParamKind::WeightHh => "weight_hh",
             ParamKind::BiasIh => "bias_ih",
             ParamKind::BiasHh => "bias_hh",
+            ParamKind::WeightHr => "weight_hr",
         }
     }
 
@@ -68,11 +72,12 @@ impl ParamName {
 
     /// The shape torch gives this parameter under `config`.
     pub fn shape(&self, config: &RnnConfig) -> Vec<usize> {
-        let h = config.hidden_size;
+        let g = config.gate_size();
         match self.kind {
-            ParamKind::WeightIh => vec![h, config.layer_input_size(self.layer)],
-            ParamKind::WeightHh => vec![h, h],
-            ParamKind::BiasIh | ParamKind::BiasHh => vec![h],
+            ParamKind::WeightIh => vec![g, config.layer_input_size(self.layer)],
+            ParamKind::WeightHh => vec![g, config.output_hidden_size()],
+            ParamKind::BiasIh | ParamKind::BiasHh => vec![g],
+            ParamKind::WeightHr => vec![config.proj_size, config.hidden_size],
         }
     }
 
@@ -81,6 +86,7 @@ impl ParamName {
         self.layer < config.num_layers
             && (!self.reverse || config.bidirectional)
             && (!self.kind.is_bias() || config.bias)
+            && (self.kind != ParamKind::WeightHr || config.proj_size > 0)
     }
 }
 
@@ -121,7 +127,7 @@ impl std::str::FromStr for ParamName {
 }
 
 /// Every parameter of `config`, in the order of torch's `named_parameters()`:
-/// layer by layer, direction innermost, `[w_ih, w_hh, b_ih, b_hh]` within each.
+/// layer by layer, direction innermost, `[w_ih, w_hh, b_ih, b_hh, w_hr]` within each.
 ///
 /// ```
 /// use recurrent::{params::param_names, RnnConfig};
@@ -164,7 +170,6 @@ mod tests {
             "weight_ih",
             "weight_ih_l",
             "weight_ih_lx",
-            "weight_hr_l0",
             "encoder.weight_ih_l0",
             "weight_ih_l0_rev",
             "input",
