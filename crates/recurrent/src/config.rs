@@ -289,7 +289,13 @@ impl RnnConfig {
 /// Formats like torch's `repr(nn.RNN(...))`: only options that differ from the defaults.
 impl fmt::Display for RnnConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}({}, {}", self.kind.name(), self.input_size, self.hidden_size)?;
+        write!(
+            f,
+            "{}({}, {}",
+            self.kind.name(),
+            self.input_size,
+            self.hidden_size
+        )?;
         if self.proj_size != 0 {
             write!(f, ", proj_size={}", self.proj_size)?;
         }

@@ -77,6 +77,19 @@ pub enum Error {
         got: Vec<usize>,
     },
 
+    /// An LSTM's c_0 has the wrong shape.
+    #[error(
+        "expected cell state (c_0) size {}, got {}",
+        fmt_shape(expected),
+        fmt_shape(got)
+    )]
+    CellShape {
+        /// `(D * num_layers, N, H)`, or `(D * num_layers, H)` for unbatched input.
+        expected: Vec<usize>,
+        /// The shape that came.
+        got: Vec<usize>,
+    },
+
     /// Two tensors that must share a dtype do not (e.g. input and h_0 files).
     #[error("{what}: expected dtype {expected}, got {got}")]
     DtypeMismatch {

@@ -93,5 +93,5 @@ pub mod __bench {
 pub use config::{Kind, Nonlinearity, RnnConfig};
 pub use element::{Dtype, Float};
 pub use error::{Error, Result};
-pub use module::{Rnn, RnnStream};
+pub use module::{Gru, Lstm, LstmState, Rnn, RnnStream};
 pub use packed::PackedSequence;

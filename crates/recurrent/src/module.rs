@@ -7,7 +7,7 @@ use crate::config::{Kind, RnnConfig};
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::params::{DirectionParams, Layers};
-use crate::shape::prepare;
+use crate::shape::{prepare, prepare_with_cell};
 
 /// The methods every layer type shares: construction with torch's init, loading from
 /// named tensors, and parameter access by torch's names.
@@ -18,20 +18,26 @@ macro_rules! layer_common {
             /// U(-1/sqrt(H), 1/sqrt(H)) by `rng`, in `named_parameters()` order.
             pub fn init<R: Rng + ?Sized>(config: RnnConfig, rng: &mut R) -> Result<Self> {
                 check_kind(&config, $kind)?;
-                Ok($ty { layers: Layers::init(config, rng)? })
+                Ok($ty {
+                    layers: Layers::init(config, rng)?,
+                })
             }
 
             /// `init` with a ChaCha8 generator seeded by `seed` (reproducible across
             /// platforms and versions of this crate).
             pub fn seeded(config: RnnConfig, seed: u64) -> Result<Self> {
                 check_kind(&config, $kind)?;
-                Ok($ty { layers: Layers::seeded(config, seed)? })
+                Ok($ty {
+                    layers: Layers::seeded(config, seed)?,
+                })
             }
 
             /// All parameters zero; fill them with `set_parameter`.
             pub fn zeros(config: RnnConfig) -> Result<Self> {
                 check_kind(&config, $kind)?;
-                Ok($ty { layers: Layers::zeros(config)? })
+                Ok($ty {
+                    layers: Layers::zeros(config)?,
+                })
             }
 
             /// Builds the layer from `(name, tensor)` pairs with torch's names (no
@@ -42,7 +48,15 @@ macro_rules! layer_common {
                 S: AsRef<str>,
             {
                 check_kind(&config, $kind)?;
-                Ok($ty { layers: Layers::from_named(config, tensors)? })
+                Ok($ty {
+                    layers: Layers::from_named(config, tensors)?,
+                })
+            }
+
+            /// Wraps loaded parameters; their configuration must be of this kind.
+            pub fn from_layers(layers: Layers<T>) -> Result<Self> {
+                check_kind(layers.config(), $kind)?;
+                Ok($ty { layers })
             }
 
             /// The constructor options.
@@ -66,7 +80,9 @@ macro_rules! layer_common {
             }
 
             /// `(name, tensor)` in torch's `named_parameters()` order.
-            pub fn named_parameters(&self) -> impl Iterator<Item = (String, ArrayViewD<'_, T>)> + '_ {
+            pub fn named_parameters(
+                &self,
+            ) -> impl Iterator<Item = (String, ArrayViewD<'_, T>)> + '_ {
                 self.layers.named_parameters()
             }
 
@@ -225,7 +241,176 @@ impl<T: Float> Rnn<T> {
             state: h0.map(|h| h.to_owned()),
         })
     }
+}
 
+impl<T: Float> Rnn<T> {
+    /// Runs a batch of sequences of different lengths, padded to `L`: what torch computes
+    /// for `pad_packed_sequence(rnn(pack_padded_sequence(input, lengths,
+    /// enforce_sorted=False)), total_length=L)`. Sequence `n` stops after `lengths[n]`
+    /// steps (each in `1..=L`): its outputs past that are zero, its h_n is its last valid
+    /// state, and its reverse direction starts at its own last element. `lengths` and
+    /// `h0` are in the caller's batch order, as are the results.
+    pub fn forward_padded(
+        &self,
+        input: ArrayViewD<'_, T>,
+        lengths: &[usize],
+        h0: Option<ArrayViewD<'_, T>>,
+    ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, Some(lengths), None)?;
+        Ok((output, h_n))
+    }
+}
+
+/// A multi-layer LSTM, computing what `torch.nn.LSTM` computes, `proj_size` included.
+///
+/// ```
+/// use ndarray::Array3;
+/// use recurrent::{Lstm, RnnConfig};
+///
+/// // torch.nn.LSTM(10, 20, num_layers=2, proj_size=5)
+/// let lstm = Lstm::<f32>::seeded(RnnConfig::lstm(10, 20).num_layers(2).proj_size(5), 0)?;
+/// let input = Array3::<f32>::zeros((7, 3, 10)); // (L, N, H_in)
+/// let (output, (h_n, c_n)) = lstm.forward(input.view().into_dyn(), None)?;
+/// assert_eq!(output.shape(), [7, 3, 5]); // (L, N, D*P)
+/// assert_eq!(h_n.shape(), [2, 3, 5]); // (D*num_layers, N, P)
+/// assert_eq!(c_n.shape(), [2, 3, 20]); // (D*num_layers, N, H)
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Lstm<T> {
+    layers: Layers<T>,
+}
+
+layer_common!(Lstm, Kind::Lstm);
+
+/// An LSTM's `(h, c)` state pair.
+pub type LstmState<T> = (ArrayD<T>, ArrayD<T>);
+
+impl<T: Float> Lstm<T> {
+    /// Runs the layer in evaluation mode, as `lstm.eval()(input, (h_0, c_0))`.
+    ///
+    /// - `input`: `(L, H_in)` unbatched, `(L, N, H_in)`, or `(N, L, H_in)` when
+    ///   `batch_first`.
+    /// - `state`: `(h_0, c_0)` with h_0 `(D * num_layers, N, H_out)` and c_0
+    ///   `(D * num_layers, N, H)` (without the N axis for unbatched input), or `None` for
+    ///   zeros. `H_out` is `proj_size` if set, else `hidden_size`.
+    ///
+    /// Returns `(output, (h_n, c_n))`, output `(L, N, D * H_out)`.
+    pub fn forward(
+        &self,
+        input: ArrayViewD<'_, T>,
+        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+    ) -> Result<(ArrayD<T>, LstmState<T>)> {
+        let (h0, c0) = state.unzip();
+        let (output, h_n, c_n) = run_gated(&self.layers, input, h0, c0, None, None)?;
+        Ok((output, (h_n, c_n)))
+    }
+
+    /// [`Lstm::forward`] in training mode: dropout between layers, drawn from `rng`.
+    pub fn forward_train<R: rand::RngCore>(
+        &self,
+        input: ArrayViewD<'_, T>,
+        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        rng: &mut R,
+    ) -> Result<(ArrayD<T>, LstmState<T>)> {
+        let (h0, c0) = state.unzip();
+        let (output, h_n, c_n) = run_gated(&self.layers, input, h0, c0, None, Some(rng))?;
+        Ok((output, (h_n, c_n)))
+    }
+
+    /// Variable-length batches; see [`Rnn::forward_padded`].
+    pub fn forward_padded(
+        &self,
+        input: ArrayViewD<'_, T>,
+        lengths: &[usize],
+        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+    ) -> Result<(ArrayD<T>, LstmState<T>)> {
+        let (h0, c0) = state.unzip();
+        let (output, h_n, c_n) = run_gated(&self.layers, input, h0, c0, Some(lengths), None)?;
+        Ok((output, (h_n, c_n)))
+    }
+}
+
+/// A multi-layer GRU, computing what `torch.nn.GRU` computes: gates r, z, n, with
+/// `n = tanh(W_in x + b_in + r (W_hn h + b_hn))` and `h' = (1 - z) n + z h`.
+///
+/// ```
+/// use ndarray::Array2;
+/// use recurrent::{Gru, RnnConfig};
+/// let gru = Gru::<f64>::seeded(RnnConfig::gru(3, 4).bidirectional(true), 0)?;
+/// let x = Array2::<f64>::zeros((6, 3)); // unbatched (L, H_in)
+/// let (output, h_n) = gru.forward(x.view().into_dyn(), None)?;
+/// assert_eq!((output.shape(), h_n.shape()), (&[6, 8][..], &[2, 4][..]));
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gru<T> {
+    layers: Layers<T>,
+}
+
+layer_common!(Gru, Kind::Gru);
+
+impl<T: Float> Gru<T> {
+    /// Runs the layer in evaluation mode; same contract as [`Rnn::forward`].
+    pub fn forward(
+        &self,
+        input: ArrayViewD<'_, T>,
+        h0: Option<ArrayViewD<'_, T>>,
+    ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, None, None)?;
+        Ok((output, h_n))
+    }
+
+    /// [`Gru::forward`] in training mode: dropout between layers, drawn from `rng`.
+    pub fn forward_train<R: rand::RngCore>(
+        &self,
+        input: ArrayViewD<'_, T>,
+        h0: Option<ArrayViewD<'_, T>>,
+        rng: &mut R,
+    ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, None, Some(rng))?;
+        Ok((output, h_n))
+    }
+
+    /// Variable-length batches; see [`Rnn::forward_padded`].
+    pub fn forward_padded(
+        &self,
+        input: ArrayViewD<'_, T>,
+        lengths: &[usize],
+        h0: Option<ArrayViewD<'_, T>>,
+    ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, Some(lengths), None)?;
+        Ok((output, h_n))
+    }
+}
+
+/// Checks the inputs and runs the general fast path; returns `(output, h_n, c_n)` in the
+/// caller's form.
+fn run_gated<T: Float>(
+    layers: &Layers<T>,
+    input: ArrayViewD<'_, T>,
+    h0: Option<ArrayViewD<'_, T>>,
+    c0: Option<ArrayViewD<'_, T>>,
+    lengths: Option<&[usize]>,
+    rng: Option<&mut dyn rand::RngCore>,
+) -> Result<(ArrayD<T>, ArrayD<T>, ArrayD<T>)> {
+    let prepared = prepare_with_cell(layers.config(), input, h0, c0)?;
+    let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
+    let lengths = match lengths {
+        Some(l) => {
+            crate::reference::check_lengths(l, batch, seq_len)?;
+            l.to_vec()
+        }
+        None => vec![seq_len; batch],
+    };
+    let (output, h_n, c_n) = crate::forward::forward_gated(layers, &prepared, &lengths, rng);
+    let (output, h_n) = finish(output.into_dyn(), h_n.into_dyn(), prepared.unbatched);
+    let c_n = if prepared.unbatched {
+        c_n.into_dyn().remove_axis(Axis(1))
+    } else {
+        c_n.into_dyn()
+    };
+    Ok((output, h_n, c_n))
 }
 
 /// A sequence fed to a unidirectional [`Rnn`] in pieces; see [`Rnn::stream`].

@@ -18,8 +18,10 @@ pub(crate) struct Prepared<'a, T> {
     pub batch_first: bool,
     /// Whether the caller's input was 2-D.
     pub unbatched: bool,
-    /// `(D * num_layers, N, H)`, if the caller gave h_0.
+    /// `(D * num_layers, N, H_out)`, if the caller gave h_0.
     pub h0: Option<ArrayView3<'a, T>>,
+    /// LSTM: `(D * num_layers, N, H)`, if the caller gave c_0.
+    pub c0: Option<ArrayView3<'a, T>>,
 }
 
 impl<T: Float> Prepared<'_, T> {
@@ -51,6 +53,16 @@ pub(crate) fn prepare<'a, T: Float>(
     input: ArrayViewD<'a, T>,
     h0: Option<ArrayViewD<'a, T>>,
 ) -> Result<Prepared<'a, T>> {
+    prepare_with_cell(config, input, h0, None)
+}
+
+/// [`prepare`] with an LSTM's cell state as well (`h0` and `c0` both or neither).
+pub(crate) fn prepare_with_cell<'a, T: Float>(
+    config: &RnnConfig,
+    input: ArrayViewD<'a, T>,
+    h0: Option<ArrayViewD<'a, T>>,
+    c0: Option<ArrayViewD<'a, T>>,
+) -> Result<Prepared<'a, T>> {
     let rank = input.ndim();
     if rank != 2 && rank != 3 {
         return Err(Error::InputRank {
@@ -59,7 +71,7 @@ pub(crate) fn prepare<'a, T: Float>(
         });
     }
     let unbatched = rank == 2;
-    if let Some(h) = &h0 {
+    for h in h0.iter().chain(c0.iter()) {
         if h.ndim() != rank {
             return Err(Error::HiddenRank {
                 input_rank: rank,
@@ -90,27 +102,32 @@ pub(crate) fn prepare<'a, T: Float>(
         (input3.shape()[0], input3.shape()[1])
     };
     let layers = config.num_directions() * config.num_layers;
-    let h0 = match h0 {
-        None => None,
-        Some(h) => {
-            let expected = if unbatched {
-                vec![layers, config.hidden_size]
+    let state = |h: Option<ArrayViewD<'a, T>>,
+                 width: usize,
+                 cell: bool|
+     -> Result<Option<ArrayView3<'a, T>>> {
+        let Some(h) = h else { return Ok(None) };
+        let expected = if unbatched {
+            vec![layers, width]
+        } else {
+            vec![layers, batch, width]
+        };
+        if h.shape() != expected.as_slice() {
+            let got = h.shape().to_vec();
+            return Err(if cell {
+                Error::CellShape { expected, got }
             } else {
-                vec![layers, batch, config.hidden_size]
-            };
-            if h.shape() != expected.as_slice() {
-                return Err(Error::HiddenShape {
-                    expected,
-                    got: h.shape().to_vec(),
-                });
-            }
-            let h = if unbatched { h.insert_axis(Axis(1)) } else { h };
-            Some(
-                h.into_dimensionality::<Ix3>()
-                    .map_err(|_| internal_rank())?,
-            )
+                Error::HiddenShape { expected, got }
+            });
         }
+        let h = if unbatched { h.insert_axis(Axis(1)) } else { h };
+        Ok(Some(
+            h.into_dimensionality::<Ix3>()
+                .map_err(|_| internal_rank())?,
+        ))
     };
+    let h0 = state(h0, config.output_hidden_size(), false)?;
+    let c0 = state(c0, config.hidden_size, true)?;
     if seq_len == 0 {
         return Err(Error::EmptySequence {
             shape: if unbatched {
@@ -130,6 +147,7 @@ pub(crate) fn prepare<'a, T: Float>(
         batch_first,
         unbatched,
         h0,
+        c0,
     })
 }
 

@@ -534,24 +534,43 @@ fn extra_layers_or_directions_are_refused() {
 }
 
 #[test]
-fn lstm_and_gru_checkpoints_are_unsupported_models() {
+fn lstm_and_gru_checkpoints_are_recognised_and_other_gate_counts_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (h, i) = (4, 3);
-    for (gates, word) in [(4, "LSTM"), (3, "GRU")] {
+    for (gates, kind) in [
+        (4, recurrent::Kind::Lstm),
+        (3, recurrent::Kind::Gru),
+        (2, recurrent::Kind::Rnn),
+    ] {
         let tensors = [
             t32("lstm.weight_ih_l0", &[gates * h, i]),
             t32("lstm.weight_hh_l0", &[gates * h, h]),
             t32("lstm.bias_ih_l0", &[gates * h]),
             t32("lstm.bias_hh_l0", &[gates * h]),
         ];
-        let err = load_err(dir.path(), &tensors, None);
-        let Error::UnsupportedModel(msg) = &err else {
-            panic!("{word}: {err:?}")
-        };
-        assert!(
-            msg.contains(word) && msg.contains("lstm.weight_hh_l0"),
-            "{msg}"
+        let path = write_st(dir.path(), "m.safetensors", &tensors, None);
+        let dict = StateDict::read(&path).unwrap();
+        let inferred = dict.infer_config("lstm.");
+        if gates == 2 {
+            // Neither RNN (1), GRU (3) nor LSTM (4).
+            let err = inferred.unwrap_err();
+            let Error::UnsupportedModel(msg) = &err else {
+                panic!("{err:?}")
+            };
+            assert!(msg.contains("lstm.weight_hh_l0"), "{msg}");
+            continue;
+        }
+        let config = inferred.unwrap();
+        assert_eq!(
+            (config.kind, config.hidden_size, config.input_size),
+            (kind, h, i)
         );
+        // The RNN loader refuses another kind, naming it.
+        let err = load::<f32>(&path, None).unwrap_err();
+        let Error::Config(msg) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(msg.contains(kind.name()), "{msg}");
     }
 }
 

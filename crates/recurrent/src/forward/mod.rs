@@ -6,6 +6,8 @@
 //! applies the activation in place. Nothing is allocated per step.
 
 mod direction;
+mod gated;
 mod stack;
 
+pub(crate) use gated::forward_gated;
 pub(crate) use stack::forward;

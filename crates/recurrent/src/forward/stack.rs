@@ -184,7 +184,7 @@ fn forward_block<T: Float>(
 
 /// Inverted dropout: each element is kept with probability `1 - p` and scaled by
 /// `1 / (1 - p)`; `p == 1` zeroes everything, as torch does.
-fn apply_dropout<T: Float>(values: &mut Array3<T>, p: f64, rng: &mut dyn rand::RngCore) {
+pub(super) fn apply_dropout<T: Float>(values: &mut Array3<T>, p: f64, rng: &mut dyn rand::RngCore) {
     let scale = if p < 1.0 {
         T::of(1.0 / (1.0 - p))
     } else {

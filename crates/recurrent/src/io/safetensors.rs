@@ -18,11 +18,11 @@ use ndarray::ArrayD;
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 
-use crate::config::{Nonlinearity, RnnConfig};
+use crate::config::{Kind, Nonlinearity, RnnConfig};
 use crate::element::{Dtype, Float};
 use crate::error::{Error, Result};
-use crate::module::Rnn;
-use crate::params::{param_names, ParamName};
+use crate::module::{Gru, Lstm, Rnn};
+use crate::params::{param_names, Layers, ParamName};
 
 /// Metadata key for the nonlinearity (`"tanh"` / `"relu"`).
 pub const META_NONLINEARITY: &str = "nonlinearity";
@@ -195,12 +195,6 @@ impl StateDict {
             .collect();
         found.sort_by_key(|(_, n)| (n.layer, n.reverse, n.kind));
         let found_names = || found.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
-        if self.entries.contains_key(&format!("{prefix}weight_hr_l0")) {
-            return Err(Error::UnsupportedModel(format!(
-                "{}: '{prefix}weight_hr_l0' means an LSTM with proj_size; this version runs torch.nn.RNN only",
-                self.path.display()
-            )));
-        }
         let w_ih_name = format!("{prefix}weight_ih_l0");
         let w_hh_name = format!("{prefix}weight_hh_l0");
         let w_ih0 = self.entry(&w_ih_name)?;
@@ -222,18 +216,30 @@ impl StateDict {
                 });
             }
         }
-        let (rows, hidden) = (w_hh0.shape[0], w_hh0.shape[1]);
-        if hidden == 0 || rows != hidden {
-            let kind = match (hidden > 0 && rows % hidden == 0).then(|| rows / hidden) {
-                Some(4) => "an LSTM (weight_hh has 4*H rows)",
-                Some(3) => "a GRU (weight_hh has 3*H rows)",
-                _ => "not an Elman RNN",
-            };
-            return Err(Error::UnsupportedModel(format!(
-                "{}: '{w_hh_name}' has shape ({rows}, {hidden}): {kind}; this version runs torch.nn.RNN only (weight_hh of shape (H, H))",
-                self.path.display()
-            )));
-        }
+        // H from weight_hr (P, H) when the LSTM projects, else from weight_hh (G*H, H);
+        // the gate count G = rows / H gives the kind: 1 RNN, 3 GRU, 4 LSTM.
+        let (rows, cols) = (w_hh0.shape[0], w_hh0.shape[1]);
+        let w_hr_name = format!("{prefix}weight_hr_l0");
+        let (hidden, proj_size) = match self.entries.get(&w_hr_name) {
+            Some(w_hr) if w_hr.shape.len() == 2 => (w_hr.shape[1], w_hr.shape[0]),
+            Some(w_hr) => {
+                return Err(Error::ParameterShape {
+                    name: w_hr_name,
+                    expected: Vec::new(),
+                    got: w_hr.shape.clone(),
+                })
+            }
+            None => (cols, 0),
+        };
+        let kind = (hidden > 0 && rows % hidden == 0)
+            .then(|| rows / hidden)
+            .and_then(Kind::from_gate_count)
+            .ok_or_else(|| {
+                Error::UnsupportedModel(format!(
+                    "{}: '{w_hh_name}' has shape ({rows}, {cols}): its rows are not 1, 3 or 4 times the hidden size {hidden} (RNN, GRU, LSTM)",
+                    self.path.display()
+                ))
+            })?;
         // Layers: the contiguous run 0, 1, ... of layers that have a weight. A layer with
         // one of its weights missing still counts (so the gap is reported as missing); a
         // tensor past the run is reported as unexpected.
@@ -243,13 +249,17 @@ impl StateDict {
                 has(format!("{prefix}weight_ih_l{k}")) || has(format!("{prefix}weight_hh_l{k}"))
             })
             .count();
-        let mut config = RnnConfig::new(w_ih0.shape[1], hidden)
-            .num_layers(num_layers)
-            .bidirectional(
-                self.entries
-                    .contains_key(&format!("{prefix}weight_ih_l0_reverse")),
-            )
-            .bias(self.entries.contains_key(&format!("{prefix}bias_ih_l0")));
+        let mut config = RnnConfig {
+            kind,
+            ..RnnConfig::new(w_ih0.shape[1], hidden)
+        }
+        .proj_size(proj_size)
+        .num_layers(num_layers)
+        .bidirectional(
+            self.entries
+                .contains_key(&format!("{prefix}weight_ih_l0_reverse")),
+        )
+        .bias(self.entries.contains_key(&format!("{prefix}bias_ih_l0")));
         self.apply_metadata(&mut config)?;
         config.validate().map_err(|e| Error::Format {
             path: self.path.clone(),
@@ -344,9 +354,9 @@ impl StateDict {
         })
     }
 
-    /// Builds the layer under `prefix` with `config` (from [`StateDict::infer_config`],
-    /// possibly adjusted), converting every parameter to `T`.
-    pub fn load_rnn<T: Float>(&self, prefix: &str, config: RnnConfig) -> Result<Rnn<T>> {
+    /// The parameters under `prefix` with `config` (from [`StateDict::infer_config`],
+    /// possibly adjusted), converted to `T`.
+    pub fn load_layers<T: Float>(&self, prefix: &str, config: RnnConfig) -> Result<Layers<T>> {
         let names = param_names(&config);
         let mut tensors = Vec::with_capacity(names.len());
         for name in names {
@@ -364,7 +374,54 @@ impl StateDict {
             }
             tensors.push((name.to_string(), self.tensor::<T>(&full)?));
         }
-        Rnn::from_named(config, tensors)
+        Layers::from_named(config, tensors)
+    }
+
+    /// Builds the `torch.nn.RNN` under `prefix` with `config`, converting to `T`.
+    pub fn load_rnn<T: Float>(&self, prefix: &str, config: RnnConfig) -> Result<Rnn<T>> {
+        Rnn::from_layers(self.load_layers(prefix, config)?)
+    }
+
+    /// Builds the `torch.nn.LSTM` under `prefix` with `config`, converting to `T`.
+    pub fn load_lstm<T: Float>(&self, prefix: &str, config: RnnConfig) -> Result<Lstm<T>> {
+        Lstm::from_layers(self.load_layers(prefix, config)?)
+    }
+
+    /// Builds the `torch.nn.GRU` under `prefix` with `config`, converting to `T`.
+    pub fn load_gru<T: Float>(&self, prefix: &str, config: RnnConfig) -> Result<Gru<T>> {
+        Gru::from_layers(self.load_layers(prefix, config)?)
+    }
+
+    /// An integer tensor (I64, I32, U8...) as `usize`, e.g. sequence lengths; negative
+    /// values are an error.
+    pub fn tensor_usize(&self, name: &str) -> Result<Vec<usize>> {
+        let entry = self.entry(name)?;
+        let bytes = &self.data[entry.bytes.clone()];
+        let values: Vec<i64> = match entry.dtype {
+            StDtype::I64 => bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+            StDtype::I32 => bytes
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
+                .collect(),
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    name: name.to_string(),
+                    got: format!("{other:?}"),
+                })
+            }
+        };
+        values
+            .into_iter()
+            .map(|v| {
+                usize::try_from(v).map_err(|_| Error::Format {
+                    path: self.path.clone(),
+                    message: format!("tensor '{name}': negative value {v}"),
+                })
+            })
+            .collect()
     }
 }
 
