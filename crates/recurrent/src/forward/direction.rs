@@ -15,7 +15,7 @@ use crate::params::{DirectionParams, Packed};
 /// wins on large projections (many rows against a weight of 2 MiB and more), where its
 /// cache blocking over K pays off. With `threads > 1` and enough work, the product is
 /// split between two threads.
-pub(super) fn matmul_acc<T: Float>(
+pub(crate) fn matmul_acc<T: Float>(
     x: &ArrayView2<'_, T>,
     w: &Array2<T>,
     wt: &Array2<T>,

@@ -9,5 +9,6 @@ mod direction;
 mod gated;
 mod stack;
 
+pub(crate) use direction::matmul_acc;
 pub(crate) use gated::forward_gated;
 pub(crate) use stack::forward;
