@@ -10,21 +10,21 @@ use std::time::{Duration, Instant};
 use ndarray::{Array3, ArrayD};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use recurrent::{Float, Rnn, RnnConfig};
+use recurrent::{Float, Gru, Kind, Lstm, Rnn, RnnConfig};
+
+/// The layer being timed.
+enum Model<T> {
+    Rnn(Rnn<T>),
+    Lstm(Lstm<T>),
+    Gru(Gru<T>),
+}
 
 use crate::{BenchArgs, DtypeArg, ModeArg};
 
 /// `recurrent bench`.
 pub fn bench(args: BenchArgs) -> Result<(), String> {
-    if args.mode != ModeArg::Rnn {
-        return Err(format!(
-            "--mode {}: not implemented yet; available: rnn",
-            match args.mode {
-                ModeArg::Lstm => "lstm",
-                ModeArg::Gru => "gru",
-                ModeArg::Rnn => "rnn",
-            }
-        ));
+    if args.mode != ModeArg::Rnn && args.stream {
+        return Err("--stream: only --mode rnn streams".to_string());
     }
     if args.threads == 0 {
         return Err("--threads: expected at least 1".to_string());
@@ -38,7 +38,13 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
     if args.seq_len == 0 {
         return Err("--seq-len: expected at least 1".to_string());
     }
-    let config = RnnConfig::new(args.input_size, args.hidden_size)
+    let base = match args.mode {
+        ModeArg::Rnn => RnnConfig::new(args.input_size, args.hidden_size),
+        ModeArg::Lstm => RnnConfig::lstm(args.input_size, args.hidden_size),
+        ModeArg::Gru => RnnConfig::gru(args.input_size, args.hidden_size),
+    };
+    let config = base
+        .proj_size(args.proj_size)
         .num_layers(args.num_layers)
         .nonlinearity(args.nonlinearity.into())
         .bidirectional(args.bidirectional);
@@ -49,7 +55,9 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
     let flops = forward_flops(&config, args.seq_len, args.batch);
     let secs = median.0.as_secs_f64();
     println!(
-        "{{\"mode\":\"rnn\",\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
+        "{{\"mode\":\"{}\",\"proj_size\":{},\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
+        config.kind.name().to_lowercase(),
+        config.proj_size,
         args.stream,
         config.nonlinearity,
         args.input_size,
@@ -89,16 +97,43 @@ fn time_forward<T: Float>(
     args: &BenchArgs,
     config: RnnConfig,
 ) -> Result<(Duration, usize, usize), String> {
-    let rnn = Rnn::<T>::seeded(config, 0).map_err(|e| e.to_string())?;
+    let layers =
+        recurrent::params::Layers::<T>::seeded(config.clone(), 0).map_err(|e| e.to_string())?;
+    let model = match config.kind {
+        Kind::Rnn => Model::Rnn(Rnn::from_layers(layers).map_err(|e| e.to_string())?),
+        Kind::Lstm => Model::Lstm(Lstm::from_layers(layers).map_err(|e| e.to_string())?),
+        Kind::Gru => Model::Gru(Gru::from_layers(layers).map_err(|e| e.to_string())?),
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let input: Array3<T> =
         Array3::from_shape_simple_fn((args.seq_len, args.batch, args.input_size), || {
             T::of(rng.random::<f64>() * 2.0 - 1.0)
         });
     let input: ArrayD<T> = input.into_dyn();
-    let call = || {
-        rnn.forward(input.view(), None)
-            .map(|(o, h)| (o.len(), h.len()))
+    let stream = args.stream;
+    let call = || -> recurrent::Result<(usize, usize)> {
+        match &model {
+            Model::Rnn(rnn) if stream => {
+                // One step per feed, as a caller streaming a live sequence would.
+                let mut s = rnn.stream(None)?;
+                let mut n = 0;
+                for t in 0..input.len_of(ndarray::Axis(0)) {
+                    n += s
+                        .feed(input.slice_axis(ndarray::Axis(0), (t..t + 1).into()))?
+                        .len();
+                }
+                Ok((n, s.state().map_or(0, |h| h.len())))
+            }
+            Model::Rnn(m) => m
+                .forward(input.view(), None)
+                .map(|(o, h)| (o.len(), h.len())),
+            Model::Lstm(m) => m
+                .forward(input.view(), None)
+                .map(|(o, (h, _))| (o.len(), h.len())),
+            Model::Gru(m) => m
+                .forward(input.view(), None)
+                .map(|(o, h)| (o.len(), h.len())),
+        }
     };
     let pool = rayon_pool(args.threads)?;
     pool.install(|| -> Result<(Duration, usize, usize), String> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::ArrayD;
 use recurrent::io::npy::{self, NpyArray};
 use recurrent::io::safetensors::{self as st, StateDict};
-use recurrent::{Error, Float, Rnn, RnnConfig};
+use recurrent::{Error, Float, Gru, Kind, Lstm, Rnn, RnnConfig};
 
 use crate::{DtypeArg, InitArgs, InspectArgs, RunArgs};
 
@@ -45,11 +45,55 @@ pub fn run(args: RunArgs) -> CliResult {
         config.batch_first = batch_first;
     }
     if let Some(nonlinearity) = args.nonlinearity {
+        if config.kind != Kind::Rnn {
+            return Err(format!(
+                "--nonlinearity applies to RNN models only; {} holds an {}",
+                args.model.display(),
+                config.kind.name()
+            ));
+        }
         config.nonlinearity = nonlinearity.into();
     }
+    if config.kind != Kind::Lstm {
+        for (flag, given) in [("--c0", args.c0.is_some()), ("--cn", args.cn.is_some())] {
+            if given {
+                return Err(format!(
+                    "{flag} applies to LSTM models only; {} holds a {}",
+                    args.model.display(),
+                    config.kind.name()
+                ));
+            }
+        }
+    }
+    if config.kind == Kind::Lstm && args.h0.is_some() != args.c0.is_some() {
+        return Err("--h0 and --c0: an LSTM takes both initial states or neither".to_string());
+    }
+    let lengths = match &args.lengths {
+        Some(path) => Some(npy::read_lengths(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
     match input {
-        NpyArray::F32(x) => run_typed::<f32>(&args, &dict, &prefix, config, x),
-        NpyArray::F64(x) => run_typed::<f64>(&args, &dict, &prefix, config, x),
+        NpyArray::F32(x) => run_typed::<f32>(&args, &dict, &prefix, config, x, lengths.as_deref()),
+        NpyArray::F64(x) => run_typed::<f64>(&args, &dict, &prefix, config, x, lengths.as_deref()),
+    }
+}
+
+/// Reads a state file that must have the input's dtype.
+fn read_state<T: Float>(
+    path: &Option<std::path::PathBuf>,
+    what: &str,
+) -> Result<Option<ArrayD<T>>, String> {
+    match path {
+        Some(path) => Some(npy::read::<T>(path).map_err(|e| match e {
+            Error::DtypeMismatch { got, .. } => format!(
+                "{}: {what} must have the input's dtype {}, got {got}",
+                path.display(),
+                T::DTYPE
+            ),
+            e => e.to_string(),
+        }))
+        .transpose(),
+        None => Ok(None),
     }
 }
 
@@ -60,45 +104,102 @@ fn run_typed<T: Float>(
     prefix: &str,
     config: RnnConfig,
     input: ArrayD<T>,
+    lengths: Option<&[usize]>,
 ) -> CliResult {
-    let rnn: Rnn<T> = dict
-        .load_rnn(prefix, config)
-        .map_err(|e| format!("{}: {e}", args.model.display()))?;
-    let h0 = match &args.h0 {
-        Some(path) => Some(npy::read::<T>(path).map_err(|e| match e {
-            Error::DtypeMismatch { got, .. } => format!(
-                "{}: h0 must have the input's dtype {}, got {got}",
-                path.display(),
-                T::DTYPE
-            ),
-            e => e.to_string(),
-        })?),
-        None => None,
-    };
-    let (output, h_n) = rnn
-        .forward(input.view(), h0.as_ref().map(|h| h.view()))
-        .map_err(|e| match (&e, &args.h0) {
-            (Error::HiddenRank { .. } | Error::HiddenShape { .. }, Some(h0)) => {
-                format!("{}: {e}", h0.display())
+    let model_err = |e: Error| format!("{}: {e}", args.model.display());
+    let h0 = read_state::<T>(&args.h0, "h0")?;
+    let c0 = read_state::<T>(&args.c0, "c0")?;
+    let (x, h, c) = (
+        input.view(),
+        h0.as_ref().map(|a| a.view()),
+        c0.as_ref().map(|a| a.view()),
+    );
+    let description = config.to_string();
+    let result = match config.kind {
+        Kind::Rnn => {
+            let rnn: Rnn<T> = dict.load_rnn(prefix, config).map_err(model_err)?;
+            match lengths {
+                Some(l) => rnn.forward_padded(x, l, h),
+                None => rnn.forward(x, h),
             }
-            _ => format!("{}: {e} (model: {})", args.input.display(), rnn.config()),
-        })?;
-    npy::write(&args.output, &output).map_err(|e| e.to_string())?;
-    if let Some(hn) = &args.hn {
-        if let Err(e) = npy::write(hn, &h_n) {
-            // Leave no partial result behind.
-            let _ = std::fs::remove_file(&args.output);
-            return Err(e.to_string());
+            .map(|(o, h)| (o, h, None))
+        }
+        Kind::Lstm => {
+            let lstm: Lstm<T> = dict.load_lstm(prefix, config).map_err(model_err)?;
+            let state = h.zip(c);
+            match lengths {
+                Some(l) => lstm.forward_padded(x, l, state),
+                None => lstm.forward(x, state),
+            }
+            .map(|(o, (h, c))| (o, h, Some(c)))
+        }
+        Kind::Gru => {
+            let gru: Gru<T> = dict.load_gru(prefix, config).map_err(model_err)?;
+            match lengths {
+                Some(l) => gru.forward_padded(x, l, h),
+                None => gru.forward(x, h),
+            }
+            .map(|(o, h)| (o, h, None))
+        }
+    };
+    let (output, h_n, c_n) = result.map_err(|e| match &e {
+        Error::HiddenRank { .. } | Error::HiddenShape { .. } if args.h0.is_some() => {
+            format!(
+                "{}: {e}",
+                args.h0
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            )
+        }
+        Error::CellShape { .. } if args.c0.is_some() => {
+            format!(
+                "{}: {e}",
+                args.c0
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            )
+        }
+        Error::LengthsCount { .. }
+        | Error::ZeroLength { .. }
+        | Error::LengthExceedsInput { .. } => {
+            format!(
+                "{}: {e}",
+                args.lengths
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            )
+        }
+        _ => format!("{}: {e} (model: {description})", args.input.display()),
+    })?;
+    // Write everything, or nothing: a failure removes what was already written.
+    let mut written: Vec<&Path> = Vec::new();
+    let outputs: [(Option<&std::path::PathBuf>, Option<&ArrayD<T>>); 3] = [
+        (Some(&args.output), Some(&output)),
+        (args.hn.as_ref(), Some(&h_n)),
+        (args.cn.as_ref(), c_n.as_ref()),
+    ];
+    for (path, array) in outputs {
+        if let (Some(path), Some(array)) = (path, array) {
+            if let Err(e) = npy::write(path, array) {
+                for done in written {
+                    let _ = std::fs::remove_file(done);
+                }
+                return Err(e.to_string());
+            }
+            written.push(path);
         }
     }
     out!(
-        "{}: output {:?}{}",
-        rnn.config(),
+        "{description}: output {:?}{}{}",
         output.shape(),
         args.hn
             .as_ref()
             .map(|_| format!(", h_n {:?}", h_n.shape()))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        match (&args.cn, &c_n) {
+            (Some(_), Some(c)) => format!(", c_n {:?}", c.shape()),
+            _ => String::new(),
+        }
     );
     Ok(())
 }
@@ -109,8 +210,8 @@ pub fn inspect(args: InspectArgs) -> CliResult {
     let dtype = dict
         .dtype(&prefix)
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
-    let rnn: Rnn<f64> = dict
-        .load_rnn(&prefix, config)
+    let rnn = dict
+        .load_layers::<f64>(&prefix, config)
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let config = rnn.config();
     out!("{config}");
@@ -118,15 +219,25 @@ pub fn inspect(args: InspectArgs) -> CliResult {
     out!("prefix: {:?}", prefix);
     out!("dtype: {dtype}");
     out!(
-        "input_size={} hidden_size={} num_layers={} nonlinearity={} bias={} batch_first={} dropout={} bidirectional={}",
+        "kind={} input_size={} hidden_size={} num_layers={}{} bias={} batch_first={} dropout={} bidirectional={}{}",
+        config.kind.name(),
         config.input_size,
         config.hidden_size,
         config.num_layers,
-        config.nonlinearity,
+        if config.kind == Kind::Rnn {
+            format!(" nonlinearity={}", config.nonlinearity)
+        } else {
+            String::new()
+        },
         config.bias,
         config.batch_first,
         config.dropout,
-        config.bidirectional
+        config.bidirectional,
+        if config.kind == Kind::Lstm {
+            format!(" proj_size={}", config.proj_size)
+        } else {
+            String::new()
+        }
     );
     let others = dict.names().len() - rnn.parameter_names().len();
     if others > 0 {
@@ -165,7 +276,16 @@ fn tuple(shape: &[usize]) -> String {
 
 /// `recurrent init`.
 pub fn init(args: InitArgs) -> CliResult {
-    let config = RnnConfig::new(args.input_size, args.hidden_size)
+    let base = match args.mode {
+        crate::ModeArg::Rnn => RnnConfig::new(args.input_size, args.hidden_size),
+        crate::ModeArg::Lstm => RnnConfig::lstm(args.input_size, args.hidden_size),
+        crate::ModeArg::Gru => RnnConfig::gru(args.input_size, args.hidden_size),
+    };
+    if args.mode != crate::ModeArg::Rnn && args.nonlinearity != crate::NonlinearityArg::Tanh {
+        return Err("--nonlinearity applies to --mode rnn only".to_string());
+    }
+    let config = base
+        .proj_size(args.proj_size)
         .num_layers(args.num_layers)
         .nonlinearity(args.nonlinearity.into())
         .bias(!args.no_bias)
@@ -193,7 +313,7 @@ fn init_typed<T: Float>(
     path: &Path,
     meta: &HashMap<String, String>,
 ) -> Result<String, String> {
-    let rnn = Rnn::<T>::seeded(config, seed).map_err(|e| {
+    let rnn = recurrent::params::Layers::<T>::seeded(config, seed).map_err(|e| {
         // Name the flags, not the Python parameter names.
         let mut message = e.to_string();
         for (field, flag) in [
@@ -201,6 +321,7 @@ fn init_typed<T: Float>(
             ("hidden_size", "--hidden-size"),
             ("num_layers", "--num-layers"),
             ("dropout", "--dropout"),
+            ("proj_size", "--proj-size"),
         ] {
             message = message.replace(field, flag);
         }

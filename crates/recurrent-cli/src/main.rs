@@ -30,11 +30,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a model on a .npy input; write the output (and h_n) as .npy.
+    /// Run a model (RNN, LSTM or GRU, told apart by its tensors) on a .npy input; write
+    /// the output (and h_n, c_n) as .npy.
     Run(RunArgs),
     /// Show a model's inferred configuration and parameters, as named_parameters() lists them.
     Inspect(InspectArgs),
-    /// Create a model with torch's default initialisation and save it as safetensors.
+    /// Create a model (RNN, LSTM or GRU) with torch's default initialisation and save it
+    /// as safetensors.
     Init(InitArgs),
     /// Time the forward call in-process and print one JSON line.
     Bench(BenchArgs),
@@ -55,10 +57,20 @@ struct RunArgs {
     /// Where to write h_n (D*num_layers, N, H).
     #[arg(long, value_name = "HN.npy")]
     hn: Option<std::path::PathBuf>,
-    /// Initial hidden state (D*num_layers, N, H), or (D*num_layers, H) for unbatched input;
-    /// zeros if absent. Same dtype as the input.
+    /// Initial hidden state (D*num_layers, N, H_out), or (D*num_layers, H_out) for
+    /// unbatched input; zeros if absent. Same dtype as the input.
     #[arg(long, value_name = "H0.npy")]
     h0: Option<std::path::PathBuf>,
+    /// LSTM: initial cell state (D*num_layers, N, H); given with --h0 or not at all.
+    #[arg(long, value_name = "C0.npy")]
+    c0: Option<std::path::PathBuf>,
+    /// LSTM: where to write c_n (D*num_layers, N, H).
+    #[arg(long, value_name = "CN.npy")]
+    cn: Option<std::path::PathBuf>,
+    /// Per-sequence lengths (N,), int64 or int32, each in 1..=L: as pack_padded_sequence ->
+    /// model -> pad_packed_sequence(total_length=L); outputs past a length are zero.
+    #[arg(long, value_name = "LENGTHS.npy")]
+    lengths: Option<std::path::PathBuf>,
     /// Input and output are (N, L, F). Overrides the file's metadata; `--batch-first=false`
     /// turns it off.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
@@ -88,6 +100,12 @@ struct InspectArgs {
 /// `recurrent init`.
 #[derive(Args, Debug)]
 struct InitArgs {
+    /// The layer kind.
+    #[arg(long, value_enum, default_value_t = ModeArg::Rnn)]
+    mode: ModeArg,
+    /// LSTM only: project h to this size (0: no projection).
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    proj_size: usize,
     /// Features of each input step (H_in).
     #[arg(long, value_name = "I")]
     input_size: usize,
@@ -141,6 +159,9 @@ struct BenchArgs {
     /// Stacked layers.
     #[arg(long, value_name = "K", default_value_t = 1)]
     num_layers: usize,
+    /// LSTM only: projection size (0: none).
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    proj_size: usize,
     /// L.
     #[arg(long, value_name = "L")]
     seq_len: usize,

@@ -112,6 +112,12 @@ macro_rules! layer_common {
                 &self.layers
             }
         }
+
+        impl<T> AsRef<Layers<T>> for $ty<T> {
+            fn as_ref(&self) -> &Layers<T> {
+                &self.layers
+            }
+        }
     };
 }
 

@@ -119,3 +119,47 @@ fn numpy_dtype_name(desc: &str) -> String {
         _ => desc.to_string(),
     }
 }
+
+/// Reads per-sequence lengths: a 1-D `.npy` of int64 or int32 (as torch and numpy write
+/// them), every value at least 0 (the layers check `1..=L`).
+pub fn read_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
+    let path = path.as_ref();
+    let bad = |message: String| Error::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let values: Vec<i64> = match ndarray::Array1::<i64>::read_npy(open(path)?) {
+        Ok(a) => a.to_vec(),
+        Err(ReadNpyError::WrongDescriptor(_)) => {
+            match ndarray::Array1::<i32>::read_npy(open(path)?) {
+                Ok(a) => a.iter().map(|&v| i64::from(v)).collect(),
+                Err(ReadNpyError::WrongDescriptor(desc)) => {
+                    return Err(bad(format!(
+                        "expected lengths as int64 or int32, got dtype {}",
+                        numpy_dtype_name(&desc.to_string())
+                    )))
+                }
+                Err(ReadNpyError::WrongNdim(_, got)) => {
+                    return Err(bad(format!(
+                        "expected a 1-D array of lengths (N,), got {got}-D"
+                    )))
+                }
+                Err(e) => return Err(format_error(path, e)),
+            }
+        }
+        Err(ReadNpyError::WrongNdim(_, got)) => {
+            return Err(bad(format!(
+                "expected a 1-D array of lengths (N,), got {got}-D"
+            )))
+        }
+        Err(e) => return Err(format_error(path, e)),
+    };
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            usize::try_from(v)
+                .map_err(|_| bad(format!("lengths[{i}] = {v}: lengths must be positive")))
+        })
+        .collect()
+}

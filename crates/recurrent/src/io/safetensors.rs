@@ -453,10 +453,11 @@ pub fn load<T: Float>(path: impl AsRef<Path>, prefix: Option<&str>) -> Result<Rn
 /// the options the tensors cannot show (`nonlinearity`, `batch_first`, `dropout`) plus
 /// `extra_metadata`. Written atomically.
 pub fn save<T: Float>(
-    rnn: &Rnn<T>,
+    model: &impl AsRef<Layers<T>>,
     path: impl AsRef<Path>,
     extra_metadata: &HashMap<String, String>,
 ) -> Result<()> {
+    let rnn = model.as_ref();
     let path = path.as_ref();
     let config = rnn.config();
     let mut metadata = extra_metadata.clone();

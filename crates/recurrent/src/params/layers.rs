@@ -237,3 +237,9 @@ impl<T: Float> Layers<T> {
         self.packed = self.params.iter().map(DirectionParams::pack).collect();
     }
 }
+
+impl<T> AsRef<Layers<T>> for Layers<T> {
+    fn as_ref(&self) -> &Layers<T> {
+        self
+    }
+}
