@@ -517,3 +517,289 @@ fn failed_run_keeps_an_existing_output_untouched() {
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
     no_temp_files(dir.path());
 }
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+fn family(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../recurrent/tests/fixtures/cli_family")
+        .join(name)
+}
+
+#[test]
+fn run_lstm_with_projection_and_states_from_a_prefixed_state_dict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, hn, cn) = (
+        dir.path().join("o.npy"),
+        dir.path().join("h.npy"),
+        dir.path().join("c.npy"),
+    );
+    let o = run(&[
+        "run",
+        "--model",
+        s(&family("seq2seq.safetensors")),
+        "--prefix",
+        "encoder.lstm",
+        "--input",
+        s(&family("lstm_input.npy")),
+        "--h0",
+        s(&family("lstm_h0.npy")),
+        "--c0",
+        s(&family("lstm_c0.npy")),
+        "--output",
+        s(&out),
+        "--hn",
+        s(&hn),
+        "--cn",
+        s(&cn),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_close_f32(
+        &read_npy(&out).unwrap(),
+        &read_npy(family("lstm_output.npy")).unwrap(),
+    );
+    assert_close_f32(
+        &read_npy(&hn).unwrap(),
+        &read_npy(family("lstm_hn.npy")).unwrap(),
+    );
+    assert_close_f32(
+        &read_npy(&cn).unwrap(),
+        &read_npy(family("lstm_cn.npy")).unwrap(),
+    );
+}
+
+#[test]
+fn run_lstm_with_lengths_int64_and_int32() {
+    for lengths in ["lengths.npy", "lengths_i32.npy"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, hn, cn) = (
+            dir.path().join("o.npy"),
+            dir.path().join("h.npy"),
+            dir.path().join("c.npy"),
+        );
+        let o = run(&[
+            "run",
+            "--model",
+            s(&family("seq2seq.safetensors")),
+            "--prefix",
+            "encoder.lstm.",
+            "--input",
+            s(&family("lstm_input.npy")),
+            "--h0",
+            s(&family("lstm_h0.npy")),
+            "--c0",
+            s(&family("lstm_c0.npy")),
+            "--lengths",
+            s(&family(lengths)),
+            "--output",
+            s(&out),
+            "--hn",
+            s(&hn),
+            "--cn",
+            s(&cn),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_close_f32(
+            &read_npy(&out).unwrap(),
+            &read_npy(family("lstm_len_output.npy")).unwrap(),
+        );
+        assert_close_f32(
+            &read_npy(&hn).unwrap(),
+            &read_npy(family("lstm_len_hn.npy")).unwrap(),
+        );
+        assert_close_f32(
+            &read_npy(&cn).unwrap(),
+            &read_npy(family("lstm_len_cn.npy")).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn run_gru_from_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, hn) = (dir.path().join("o.npy"), dir.path().join("h.npy"));
+    let o = run(&[
+        "run",
+        "--model",
+        s(&family("seq2seq.safetensors")),
+        "--prefix",
+        "decoder.gru.",
+        "--input",
+        s(&family("gru_input.npy")),
+        "--output",
+        s(&out),
+        "--hn",
+        s(&hn),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_close_f32(
+        &read_npy(&out).unwrap(),
+        &read_npy(family("gru_output.npy")).unwrap(),
+    );
+    assert_close_f32(
+        &read_npy(&hn).unwrap(),
+        &read_npy(family("gru_hn.npy")).unwrap(),
+    );
+}
+
+#[test]
+fn family_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (out, cn) = (d.join("o.npy"), d.join("c.npy"));
+    let model = family("seq2seq.safetensors");
+    let bad_lengths = d.join("bad_lengths.npy");
+    write_npy(&bad_lengths, &ndarray::arr1(&[7i64, 0, 5])).unwrap();
+    let long_lengths = d.join("long_lengths.npy");
+    write_npy(&long_lengths, &ndarray::arr1(&[8i64, 3, 5])).unwrap();
+    let float_lengths = d.join("float_lengths.npy");
+    write_npy(&float_lengths, &ndarray::arr1(&[7.0f32, 3.0, 5.0])).unwrap();
+    let m = s(&model);
+    let x = family("lstm_input.npy");
+    let h0 = family("lstm_h0.npy");
+    let c0 = family("lstm_c0.npy");
+    let common = [
+        "run",
+        "--model",
+        m,
+        "--prefix",
+        "encoder.lstm.",
+        "--input",
+        s(&x),
+        "--output",
+        s(&out),
+    ];
+    let base = |extra: &[&str]| -> Vec<String> {
+        common.iter().chain(extra).map(|a| a.to_string()).collect()
+    };
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        // The file holds two layers: the prefix is ambiguous without --prefix.
+        (
+            strings(&["run", "--model", m, "--input", s(&x), "--output", s(&out)]),
+            vec!["'decoder.gru.'", "'encoder.lstm.'"],
+        ),
+        (base(&["--h0", s(&h0)]), vec!["--h0", "--c0"]),
+        (
+            base(&["--lengths", s(&bad_lengths)]),
+            vec!["bad_lengths.npy", "lengths[1] = 0"],
+        ),
+        (
+            base(&["--lengths", s(&long_lengths)]),
+            vec!["long_lengths.npy", "8"],
+        ),
+        (
+            base(&["--lengths", s(&float_lengths)]),
+            vec!["float_lengths.npy", "int64 or int32"],
+        ),
+        (
+            base(&["--nonlinearity", "relu"]),
+            vec!["--nonlinearity", "LSTM"],
+        ),
+        (
+            base(&["--h0", s(&c0), "--c0", s(&c0)]),
+            vec!["lstm_c0.npy", "(4, 3, 4)"],
+        ),
+        (
+            strings(&[
+                "run",
+                "--model",
+                m,
+                "--prefix",
+                "decoder.gru",
+                "--input",
+                s(&x),
+                "--output",
+                s(&out),
+                "--cn",
+                s(&cn),
+            ]),
+            vec!["--cn", "LSTM"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&args);
+        assert_fails(&o, &needles, &[&out, &cn]);
+    }
+}
+
+#[test]
+fn init_inspect_run_lstm_and_gru() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, extra, first, shapes) in [
+        (
+            "lstm",
+            vec!["--proj-size", "2"],
+            "LSTM(3, 5, proj_size=2, num_layers=2)",
+            vec![
+                ("weight_ih_l0", "(20, 3)"),
+                ("weight_hh_l0", "(20, 2)"),
+                ("weight_hr_l0", "(2, 5)"),
+                ("weight_ih_l1", "(20, 2)"),
+            ],
+        ),
+        (
+            "gru",
+            vec![],
+            "GRU(3, 5, num_layers=2)",
+            vec![
+                ("weight_ih_l0", "(15, 3)"),
+                ("weight_hh_l0", "(15, 5)"),
+                ("weight_ih_l1", "(15, 5)"),
+            ],
+        ),
+    ] {
+        let model = dir.path().join(format!("{mode}.safetensors"));
+        let mut args = vec![
+            "init",
+            "--mode",
+            mode,
+            "--input-size",
+            "3",
+            "--hidden-size",
+            "5",
+            "--num-layers",
+            "2",
+            "--output",
+            s(&model),
+        ];
+        args.extend(extra.iter().copied());
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = run(&["inspect", s(&model)]);
+        assert!(o.status.success());
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert!(text.starts_with(first), "{text}");
+        for (name, shape) in shapes {
+            assert!(
+                text.lines()
+                    .any(|l| l.trim_start().starts_with(name) && l.ends_with(shape)),
+                "{name} {shape} in {text}"
+            );
+        }
+        let x =
+            ArrayD::<f64>::from_shape_fn(IxDyn(&[4, 2, 3]), |i| (i[0] + i[1] + i[2]) as f64 * 0.1);
+        let input = dir.path().join("x.npy");
+        write_npy(&input, &x).unwrap();
+        let out = dir.path().join("o.npy");
+        let o = run(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let dict = recurrent::io::safetensors::StateDict::read(&model).unwrap();
+        let layers = dict
+            .load_layers::<f64>("", dict.infer_config("").unwrap())
+            .unwrap();
+        let (want, _, _) =
+            recurrent::reference::forward_layers(&layers, x.view(), None, None, None).unwrap();
+        assert_close_f64(&read_npy(&out).unwrap(), &want);
+    }
+}
