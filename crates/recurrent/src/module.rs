@@ -430,10 +430,90 @@ impl<T: Float> RnnStream<'_, T> {
     /// Runs the next chunk of time steps (same forms as [`Rnn::forward`]'s input, with the
     /// same batch size and batchedness every time) and returns its output.
     pub fn feed(&mut self, chunk: ArrayViewD<'_, T>) -> Result<ArrayD<T>> {
-        let (output, h_n) = self
-            .rnn
-            .forward(chunk, self.state.as_ref().map(|h| h.view()))?;
-        self.state = Some(h_n);
+        let config = self.rnn.config();
+        let prepared = prepare(config, chunk.view(), self.state.as_ref().map(|h| h.view()))?;
+        if prepared.seq_len() != 1 || prepared.batch() == 0 {
+            let (output, h_n) = self
+                .rnn
+                .forward(chunk, self.state.as_ref().map(|h| h.view()))?;
+            self.state = Some(h_n);
+            return Ok(output);
+        }
+        // One step: straight through the layers with the step kernels, no sequence
+        // machinery (a live stream's cost is per call).
+        let (batch, hidden, layers) = (prepared.batch(), config.hidden_size, config.num_layers);
+        let (unbatched, batch_first) = (prepared.unbatched, prepared.batch_first);
+        drop(prepared); // it borrows the state, which is about to change
+        let internal = |_| Error::Config("internal error: chunk rank".to_string());
+        let x: ndarray::ArrayView2<'_, T> = if unbatched {
+            chunk
+                .into_dimensionality::<ndarray::Ix2>()
+                .map_err(internal)?
+        } else {
+            let chunk = chunk
+                .into_dimensionality::<ndarray::Ix3>()
+                .map_err(internal)?;
+            chunk.index_axis_move(Axis(usize::from(batch_first)), 0)
+        };
+        let mut state = match self.state.take() {
+            Some(s) if unbatched => s.insert_axis(Axis(1)),
+            Some(s) => s,
+            None => ArrayD::zeros(ndarray::IxDyn(&[layers, batch, hidden])),
+        }
+        .into_dimensionality::<ndarray::Ix3>()
+        .map_err(|_| Error::Config("internal error: stream state rank".to_string()))?;
+        let mut step = ndarray::Array2::<T>::zeros((batch, hidden));
+        for layer in 0..layers {
+            let params = &self.rnn.layers.all_direction_params()[layer];
+            let packed = self.rnn.layers.packed(layer);
+            // Layers below this one already hold this step's state: the input of this one.
+            let (below, mut rest) = state.view_mut().split_at(Axis(0), layer);
+            let mut h = rest.index_axis_mut(Axis(0), 0);
+            let input = if layer == 0 {
+                x.view()
+            } else {
+                below.index_axis(Axis(0), layer - 1)
+            };
+            let beta = match &packed.bias {
+                Some(bias) => {
+                    step.assign(bias);
+                    T::one()
+                }
+                None => T::zero(),
+            };
+            let mut y = step.view_mut();
+            crate::forward::matmul_acc(&input, &params.w_ih, &packed.w_ih_t, beta, &mut y, 1);
+            crate::forward::matmul_acc(
+                &h.view(),
+                &params.w_hh,
+                &packed.w_hh_t,
+                T::one(),
+                &mut y,
+                1,
+            );
+            if let Some(values) = step.as_slice_mut() {
+                match config.nonlinearity {
+                    crate::Nonlinearity::Tanh => T::tanh_slice(values),
+                    crate::Nonlinearity::Relu => values.iter_mut().for_each(|v| *v = v.relu()),
+                }
+            }
+            h.assign(&step);
+        }
+        // The output is the last layer's new state, in the chunk's form.
+        let last = step.into_dyn();
+        let output = if unbatched {
+            last.remove_axis(Axis(0)).insert_axis(Axis(0))
+        } else if batch_first {
+            last.insert_axis(Axis(1))
+        } else {
+            last.insert_axis(Axis(0))
+        };
+        let state = state.into_dyn();
+        self.state = Some(if unbatched {
+            state.remove_axis(Axis(1))
+        } else {
+            state
+        });
         Ok(output)
     }
 
