@@ -310,6 +310,74 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    // --- cells (`crate::cells`) ---------------------------------------------------------
+    /// A cell's input is neither 1-D `(H_in,)` (unbatched) nor 2-D `(N, H_in)` (batched).
+    /// (A cell's input of the wrong width is [`Error::InputSize`].)
+    #[error(
+        "{cell}: Expected input to be 1D or 2D, got {got}D instead (shape {})",
+        fmt_shape(shape)
+    )]
+    CellInputRank {
+        /// torch's class name: `"RNNCell"`, `"LSTMCell"` or `"GRUCell"`.
+        cell: &'static str,
+        /// Rank of the input that came.
+        got: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+
+    /// A cell's state (`hx`, or an LSTM cell's `cx`) does not have its input's rank: 1-D
+    /// `(H,)` with an unbatched input, 2-D `(N, H)` with a batched one. (torch reports a
+    /// 2-D state of an unbatched input as 3-D, after adding the batch axis; this says
+    /// what the caller passed.)
+    #[error(
+        "{cell}: Expected {input_rank}D hidden{hidden} ({}: {}) for {input_rank}D ({}) input, but got {got}D tensor of shape {}",
+        if *hidden == 0 { "hx" } else { "cx" },
+        if *input_rank == 1 { "hidden_size" } else { "batch x hidden_size" },
+        if *input_rank == 1 { "unbatched" } else { "batched" },
+        fmt_shape(shape)
+    )]
+    CellStateRank {
+        /// torch's class name: `"RNNCell"`, `"LSTMCell"` or `"GRUCell"`.
+        cell: &'static str,
+        /// torch's label of the state: 0 for `hx`, 1 for an LSTM cell's `cx`.
+        hidden: usize,
+        /// Rank of the input (1 or 2).
+        input_rank: usize,
+        /// Rank of the state that came.
+        got: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+
+    /// A cell's state has a different batch size from its input.
+    #[error(
+        "Input batch size {input_batch} doesn't match hidden{hidden} ({}) batch size {got}",
+        if *hidden == 0 { "hx" } else { "cx" }
+    )]
+    CellBatchSize {
+        /// torch's label of the state: 0 for `hx`, 1 for an LSTM cell's `cx`.
+        hidden: usize,
+        /// The input's batch size `N`.
+        input_batch: usize,
+        /// The state's batch size.
+        got: usize,
+    },
+
+    /// A cell's state is not `hidden_size` wide.
+    #[error(
+        "hidden{hidden} ({}) has inconsistent hidden_size: got {got}, expected {expected}",
+        if *hidden == 0 { "hx" } else { "cx" }
+    )]
+    CellHiddenSize {
+        /// torch's label of the state: 0 for `hx`, 1 for an LSTM cell's `cx`.
+        hidden: usize,
+        /// The cell's `hidden_size`.
+        expected: usize,
+        /// The state's last dimension.
+        got: usize,
+    },
 }
 
 /// Result alias for this crate.

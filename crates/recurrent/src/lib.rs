@@ -62,6 +62,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cells;
 pub mod config;
 pub mod element;
 pub mod error;
@@ -90,6 +91,7 @@ pub mod __bench {
     }
 }
 
+pub use cells::{GruCell, LstmCell, RnnCell};
 pub use config::{Kind, Nonlinearity, RnnConfig};
 pub use element::{Dtype, Float};
 pub use error::{Error, Result};
