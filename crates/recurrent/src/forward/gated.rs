@@ -8,9 +8,7 @@
 //! its own buffer (not in the output), so a sequence that has ended keeps its last state
 //! while its output rows stay zero.
 
-use ndarray::{
-    s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
-};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 
 use super::direction::matmul_acc;
 use crate::config::{Kind, Nonlinearity};
@@ -104,72 +102,6 @@ pub(crate) fn forward_gated<T: Float>(
     (output, h_n, c_n)
 }
 
-/// The logistic function of every element, as `0.5 + 0.5 tanh(x / 2)` so that it runs
-/// on the vectorised `tanh` (within ~6e-8 of the exact value in f32).
-fn sigmoid_slice<T: Float>(xs: &mut [T]) {
-    let half = T::of(0.5);
-    for x in xs.iter_mut() {
-        *x = *x * half;
-    }
-    T::tanh_slice(xs);
-    for x in xs.iter_mut() {
-        *x = *x * half + half;
-    }
-}
-
-/// RNN: `h = act(x + r)`, with `g` holding `r = h W_hhᵀ` on entry.
-fn rnn_row<T: Float>(nonlinearity: Nonlinearity, x: &[T], g: &mut [T], h: &mut [T]) {
-    for (a, &b) in g.iter_mut().zip(x) {
-        *a = *a + b;
-    }
-    match nonlinearity {
-        Nonlinearity::Tanh => T::tanh_slice(g),
-        Nonlinearity::Relu => g.iter_mut().for_each(|v| *v = v.relu()),
-    }
-    h.copy_from_slice(&g[..h.len()]);
-}
-
-/// LSTM: gates `i, f, g, o` = `x + r` (`g` holds `r` on entry); `c = f c + i g`;
-/// `h_full = o tanh(c)` (projected by the caller when the layer has `W_hr`).
-fn lstm_row<T: Float>(hidden: usize, x: &[T], g: &mut [T], c: &mut [T], h_full: &mut [T]) {
-    for (a, &b) in g.iter_mut().zip(x) {
-        *a = *a + b;
-    }
-    sigmoid_slice(&mut g[..2 * hidden]);
-    T::tanh_slice(&mut g[2 * hidden..3 * hidden]);
-    sigmoid_slice(&mut g[3 * hidden..]);
-    let (i, rest) = g.split_at(hidden);
-    let (f, rest) = rest.split_at(hidden);
-    let (cand, o) = rest.split_at(hidden);
-    for j in 0..hidden {
-        c[j] = f[j] * c[j] + i[j] * cand[j];
-        h_full[j] = c[j];
-    }
-    T::tanh_slice(h_full);
-    for (v, &gate) in h_full.iter_mut().zip(o) {
-        *v = gate * *v;
-    }
-}
-
-/// GRU: `r, z = sigmoid(x + r_h)`, `n = tanh(x_n + r (r_hn + b_hn))`, `h = (h - n) z + n`
-/// (ATen's order), with `g` holding `h W_hhᵀ` (no bias) on entry.
-fn gru_row<T: Float>(hidden: usize, x: &[T], g: &mut [T], b_hn: Option<&[T]>, h: &mut [T]) {
-    for (a, &b) in g[..2 * hidden].iter_mut().zip(x) {
-        *a = *a + b;
-    }
-    sigmoid_slice(&mut g[..2 * hidden]);
-    let (rz, n) = g.split_at_mut(2 * hidden);
-    let (reset, update) = rz.split_at(hidden);
-    for j in 0..hidden {
-        let hn = n[j] + b_hn.map_or(T::zero(), |b| b[j]);
-        n[j] = x[2 * hidden + j] + reset[j] * hn;
-    }
-    T::tanh_slice(n);
-    for j in 0..hidden {
-        h[j] = (h[j] - n[j]) * update[j] + n[j];
-    }
-}
-
 /// One direction of one layer; returns its final `(h, c)`.
 #[allow(clippy::too_many_arguments)]
 fn scan<T: Float>(
@@ -208,17 +140,12 @@ fn scan<T: Float>(
             .view_mut()
             .into_shape_with_order((rows, gates))
             .expect("fresh array reshapes to rows"); // ok: allocated just above
-        let bias: Option<Array1<T>> = match (kind, &params.b_ih, &params.b_hh) {
+        let bias = match kind {
             // r multiplies b_hn: only b_in goes into the projection's n part.
-            (Kind::Gru, Some(b_ih), Some(b_hh)) => {
-                let mut b = b_ih + b_hh;
-                b.slice_mut(s![2 * hidden..])
-                    .assign(&b_ih.slice(s![2 * hidden..]));
-                Some(b)
-            }
-            _ => packed.bias.clone(),
+            Kind::Gru => packed.gru_bias.as_ref().map(|(projection, _)| projection),
+            _ => packed.bias.as_ref(),
         };
-        let beta = match &bias {
+        let beta = match bias {
             Some(b) => {
                 gx2.assign(b);
                 T::one()
@@ -227,8 +154,8 @@ fn scan<T: Float>(
         };
         matmul_acc(&x2, &params.w_ih, &packed.w_ih_t, beta, &mut gx2, threads);
     }
-    let b_hn: Option<Array1<T>> = match (kind, &params.b_hh) {
-        (Kind::Gru, Some(b_hh)) => Some(b_hh.slice(s![2 * hidden..]).to_owned()),
+    let b_hn = match kind {
+        Kind::Gru => packed.gru_bias.as_ref().map(|(_, b_hn)| b_hn),
         _ => None,
     };
 
@@ -247,7 +174,7 @@ fn scan<T: Float>(
         nonlinearity,
         params,
         packed,
-        b_hn: b_hn.as_ref().and_then(|b| b.as_slice()),
+        b_hn: b_hn.and_then(|b| b.as_slice()),
         hidden,
         reverse,
     };
@@ -302,9 +229,14 @@ fn recur<T: Float>(
 ) {
     let (seq_len, batch, gates) = gx.dim();
     let (hidden, h_out) = (w.hidden, h.ncols());
+    let half = T::of(0.5);
+    // Scratch, reused every step: the gates of the whole batch, and a second (N, H)
+    // buffer (the GRU's candidate, the LSTM's tanh(c)); the LSTM's cell output and
+    // projection.
     let mut gh = Array2::<T>::zeros((batch, gates));
-    let mut h_full = Array2::<T>::zeros((batch, hidden));
-    let mut h_proj = Array2::<T>::zeros((batch, h_out));
+    let mut aux = Array2::<T>::zeros((batch, hidden));
+    let lstm_rows = if w.kind == Kind::Lstm { batch } else { 0 };
+    let mut h_proj = Array2::<T>::zeros((lstm_rows, h_out));
     for step in 0..seq_len {
         let t = if w.reverse { seq_len - 1 - step } else { step };
         matmul_acc(
@@ -316,40 +248,138 @@ fn recur<T: Float>(
             threads,
         );
         let gxt = gx.index_axis(Axis(0), t);
-        for (n, &length) in lengths.iter().enumerate() {
-            if t >= length {
-                continue;
+        // Activations run over the whole batch at once (one vectorised call per kind of
+        // gate, not one per row); rows of sequences that have ended are computed but
+        // never committed.
+        match w.kind {
+            Kind::Rnn => {
+                gh.zip_mut_with(&gxt, |g, &x| *g = *g + x);
+                activate_all(w.nonlinearity, &mut gh);
+                commit_rows(&gh, &mut h, t, lengths);
             }
-            let (Some(x), Some(g)) = (gxt.row(n).to_slice(), gh.row_mut(n).into_slice()) else {
-                unreachable!("gate rows are contiguous") // ok: standard-layout rows
-            };
-            let (Some(hr), Some(cr), Some(fr)) = (
-                h.row_mut(n).into_slice(),
-                c.row_mut(n).into_slice(),
-                h_full.row_mut(n).into_slice(),
-            ) else {
-                unreachable!("state rows are contiguous") // ok: rows of standard arrays
-            };
-            match w.kind {
-                Kind::Rnn => rnn_row(w.nonlinearity, x, g, hr),
-                Kind::Lstm => lstm_row(hidden, x, g, cr, fr),
-                Kind::Gru => gru_row(hidden, x, g, w.b_hn, hr),
-            }
-        }
-        if w.kind == Kind::Lstm {
-            match (&w.params.w_hr, &w.packed.w_hr_t) {
-                (Some(w_hr), Some(w_hr_t)) => {
-                    matmul_acc(
-                        &h_full.view(),
-                        w_hr,
-                        w_hr_t,
-                        T::zero(),
-                        &mut h_proj.view_mut(),
-                        threads,
-                    );
-                    copy_valid_rows(&h_proj, &mut h, t, lengths);
+            Kind::Lstm => {
+                // i, f, o through sigmoid(v) = 0.5 + 0.5 tanh(v / 2) and g through tanh:
+                // one tanh over the whole (N, 4H) block.
+                for (g, x) in row_slices(&mut gh).zip(gxt.rows()) {
+                    let x = contiguous(x);
+                    for (v, &xv) in g.iter_mut().zip(x) {
+                        *v = (*v + xv) * half;
+                    }
+                    for v in &mut g[2 * hidden..3 * hidden] {
+                        *v = *v + *v; // g: undo the halving, tanh(v) wanted
+                    }
                 }
-                _ => copy_valid_rows(&h_full, &mut h, t, lengths),
+                tanh_all(&mut gh);
+                let gh_rows = gh.as_slice().map(|s| s.chunks_exact(gates));
+                let Some(gh_rows) = gh_rows else {
+                    unreachable!("owned standard array")
+                };
+                for (((g, mut cr), a), &length) in gh_rows
+                    .zip(c.rows_mut())
+                    .zip(row_slices(&mut aux))
+                    .zip(lengths)
+                {
+                    let (i, rest) = g.split_at(hidden);
+                    let (f, rest) = rest.split_at(hidden);
+                    let cand = &rest[..hidden];
+                    let Some(cr) = cr.as_slice_mut() else {
+                        unreachable!("state rows are contiguous")
+                    };
+                    for j in 0..hidden {
+                        let cell = (f[j] * half + half) * cr[j] + (i[j] * half + half) * cand[j];
+                        a[j] = cell;
+                    }
+                    if t < length {
+                        cr.copy_from_slice(a);
+                    }
+                }
+                tanh_all(&mut aux);
+                let Some(gh_all) = gh.as_slice() else {
+                    unreachable!("owned standard array")
+                };
+                for (a, g) in row_slices(&mut aux).zip(gh_all.chunks_exact(gates)) {
+                    for (v, &o) in a.iter_mut().zip(&g[3 * hidden..]) {
+                        *v = (o * half + half) * *v;
+                    }
+                }
+                match (&w.params.w_hr, &w.packed.w_hr_t) {
+                    (Some(w_hr), Some(w_hr_t)) => {
+                        matmul_acc(
+                            &aux.view(),
+                            w_hr,
+                            w_hr_t,
+                            T::zero(),
+                            &mut h_proj.view_mut(),
+                            threads,
+                        );
+                        commit_rows(&h_proj, &mut h, t, lengths);
+                    }
+                    _ => commit_rows(&aux, &mut h, t, lengths),
+                }
+            }
+            Kind::Gru => {
+                // Keep h W_hnᵀ + b_hn (which r multiplies) before the gates go through tanh.
+                let Some(gh_all) = gh.as_slice() else {
+                    unreachable!("owned standard array")
+                };
+                for (a, g) in row_slices(&mut aux).zip(gh_all.chunks_exact(gates)) {
+                    let hn = &g[2 * hidden..];
+                    match w.b_hn {
+                        Some(b) => a
+                            .iter_mut()
+                            .zip(hn)
+                            .zip(b)
+                            .for_each(|((v, &p), &q)| *v = p + q),
+                        None => a.copy_from_slice(hn),
+                    }
+                }
+                // r, z = sigmoid(x + h W_hᵀ + b) = 0.5 + 0.5 tanh(v / 2): one tanh over the
+                // block (the n columns ride along and are not used).
+                for (g, x) in row_slices(&mut gh).zip(gxt.rows()) {
+                    let x = contiguous(x);
+                    for (v, &xv) in g[..2 * hidden].iter_mut().zip(x) {
+                        *v = (*v + xv) * half;
+                    }
+                }
+                tanh_all(&mut gh);
+                // n = tanh(x_n + r (h W_hnᵀ + b_hn)).
+                let Some(gh_all) = gh.as_slice() else {
+                    unreachable!("owned standard array")
+                };
+                for ((a, g), x) in row_slices(&mut aux)
+                    .zip(gh_all.chunks_exact(gates))
+                    .zip(gxt.rows())
+                {
+                    let x = contiguous(x);
+                    for j in 0..hidden {
+                        a[j] = x[2 * hidden + j] + (g[j] * half + half) * a[j];
+                    }
+                }
+                tanh_all(&mut aux);
+                // h = (h - n) z + n, ATen's order, for the sequences still running.
+                let Some(gh_all) = gh.as_slice() else {
+                    unreachable!("owned standard array")
+                };
+                let Some(aux_all) = aux.as_slice() else {
+                    unreachable!("owned standard array")
+                };
+                for (((mut hr, n), g), &length) in h
+                    .rows_mut()
+                    .into_iter()
+                    .zip(aux_all.chunks_exact(hidden))
+                    .zip(gh_all.chunks_exact(gates))
+                    .zip(lengths)
+                {
+                    if t < length {
+                        let Some(hr) = hr.as_slice_mut() else {
+                            unreachable!("state rows are contiguous")
+                        };
+                        for j in 0..hidden {
+                            let update = g[hidden + j] * half + half;
+                            hr[j] = (hr[j] - n[j]) * update + n[j];
+                        }
+                    }
+                }
             }
         }
         let mut out_t = output.index_axis_mut(Axis(0), t);
@@ -361,8 +391,41 @@ fn recur<T: Float>(
     }
 }
 
+/// The rows of an owned standard-layout array as slices.
+fn row_slices<T: Float>(a: &mut Array2<T>) -> std::slice::ChunksExactMut<'_, T> {
+    let width = a.ncols().max(1);
+    match a.as_slice_mut() {
+        Some(all) => all.chunks_exact_mut(width),
+        None => unreachable!("owned standard array"), // ok: allocated by recur
+    }
+}
+
+/// A row of the gate projections as a slice (its last axis has unit stride).
+fn contiguous<'a, T: Float>(row: ndarray::ArrayView1<'a, T>) -> &'a [T] {
+    match row.to_slice() {
+        Some(s) => s,
+        None => unreachable!("projection rows are contiguous"), // ok: standard layout
+    }
+}
+
+/// `tanh` of every element of a standard-layout array, in one vectorised call.
+fn tanh_all<T: Float>(a: &mut Array2<T>) {
+    match a.as_slice_mut() {
+        Some(all) => T::tanh_slice(all),
+        None => a.mapv_inplace(|v| v.tanh()),
+    }
+}
+
+/// The RNN activation of every element.
+fn activate_all<T: Float>(nonlinearity: Nonlinearity, a: &mut Array2<T>) {
+    match nonlinearity {
+        Nonlinearity::Tanh => tanh_all(a),
+        Nonlinearity::Relu => a.mapv_inplace(|v| v.relu()),
+    }
+}
+
 /// `to[n] = from[n]` for the sequences still running at step `t`.
-fn copy_valid_rows<T: Float>(
+fn commit_rows<T: Float>(
     from: &Array2<T>,
     to: &mut ArrayViewMut2<'_, T>,
     t: usize,

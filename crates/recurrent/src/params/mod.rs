@@ -37,10 +37,27 @@ impl<T: Float> DirectionParams<T> {
         }
     }
 
+    /// For a GRU (3 gates): the projection's bias `b_ih + [b_hr, b_hz, 0]` and `b_hn`,
+    /// which `r` multiplies and so stays out of the projection. `None` without biases or
+    /// when the rows are not three gates.
+    fn gru_biases(&self) -> Option<(Array1<T>, Array1<T>)> {
+        let (b_ih, b_hh) = (self.b_ih.as_ref()?, self.b_hh.as_ref()?);
+        if b_ih.len() % 3 != 0 {
+            return None;
+        }
+        let hidden = b_ih.len() / 3;
+        let mut projection = b_ih + b_hh;
+        projection
+            .slice_mut(ndarray::s![2 * hidden..])
+            .assign(&b_ih.slice(ndarray::s![2 * hidden..]));
+        Some((projection, b_hh.slice(ndarray::s![2 * hidden..]).to_owned()))
+    }
+
     /// The layouts the fast path's kernels want, computed once when weights are set.
     pub(crate) fn pack(&self) -> Packed<T> {
         Packed {
             bias: self.folded_bias(),
+            gru_bias: self.gru_biases(),
             w_ih_t: transpose_padded(&self.w_ih),
             w_hh_t: transpose_padded(&self.w_hh),
             w_hr_t: self.w_hr.as_ref().map(transpose_padded),
@@ -65,6 +82,8 @@ fn transpose_padded<T: Float>(w: &Array2<T>) -> Array2<T> {
 pub(crate) struct Packed<T> {
     /// `b_ih + b_hh`.
     pub bias: Option<Array1<T>>,
+    /// GRU: the projection's bias and `b_hn` (see `DirectionParams::gru_biases`).
+    pub gru_bias: Option<(Array1<T>, Array1<T>)>,
     /// `W_ihᵀ`, (layer_input_size, max(H, 16)), row-major, zero-padded columns.
     pub w_ih_t: Array2<T>,
     /// `W_hhᵀ`, (H_out, max(G*H, 16)), row-major, zero-padded columns.
