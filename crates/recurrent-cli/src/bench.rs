@@ -38,6 +38,16 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
     if args.seq_len == 0 {
         return Err("--seq-len: expected at least 1".to_string());
     }
+    let input_elements = args
+        .seq_len
+        .checked_mul(args.batch)
+        .and_then(|n| n.checked_mul(args.input_size.max(1)));
+    if input_elements.is_none_or(|n| n > 1 << 32) {
+        return Err(format!(
+            "--seq-len {} x --batch {} x --input-size {}: at most 2^32 input elements",
+            args.seq_len, args.batch, args.input_size
+        ));
+    }
     let base = match args.mode {
         ModeArg::Rnn => RnnConfig::new(args.input_size, args.hidden_size),
         ModeArg::Lstm => RnnConfig::lstm(args.input_size, args.hidden_size),
@@ -84,10 +94,13 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
 /// direction, where layer k > 0 reads `D H` inputs.
 pub fn forward_flops(config: &RnnConfig, seq_len: usize, batch: usize) -> f64 {
     let h = config.hidden_size as f64;
+    let g = config.kind.gate_count() as f64;
+    let h_out = config.output_hidden_size() as f64;
+    let proj = config.proj_size as f64;
     let mut per_step = 0.0;
     for layer in 0..config.num_layers {
-        per_step +=
-            config.num_directions() as f64 * (config.layer_input_size(layer) as f64 * h + h * h);
+        per_step += config.num_directions() as f64
+            * (g * h * (config.layer_input_size(layer) as f64 + h_out) + h * proj);
     }
     2.0 * seq_len as f64 * batch as f64 * per_step
 }
@@ -154,7 +167,7 @@ fn time_forward<T: Float>(
             for _ in 0..calls {
                 std::hint::black_box(call().map_err(|e| e.to_string())?);
             }
-            samples.push(t.elapsed() / calls as u32);
+            samples.push(t.elapsed().div_f64(calls as f64));
         }
         samples.sort();
         Ok((samples[samples.len() / 2], samples.len(), calls))

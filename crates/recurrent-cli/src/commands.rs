@@ -151,7 +151,7 @@ fn run_typed<T: Float>(
                     .map_or(String::new(), |p| p.display().to_string())
             )
         }
-        Error::CellShape { .. } if args.c0.is_some() => {
+        Error::CellShape { .. } | Error::CellRank { .. } if args.c0.is_some() => {
             format!(
                 "{}: {e}",
                 args.c0

@@ -50,6 +50,10 @@ impl FromStr for Nonlinearity {
     }
 }
 
+/// The most parameters a configuration may have (2^36, 256 GiB of f32): larger sizes are
+/// a mistake, and their element counts could overflow.
+pub const MAX_PARAMETERS: usize = 1 << 36;
+
 /// Which recurrent layer: torch's `RNN` (Elman, with a [`Nonlinearity`]), `LSTM` or `GRU`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kind {
@@ -270,6 +274,38 @@ impl RnnConfig {
             return Err(Error::Config(
                 "num_layers must be greater than zero".to_string(),
             ));
+        }
+        // Every parameter must be allocatable: sizes whose element counts overflow are
+        // refused here rather than failing later.
+        let per_layer = |input: usize| -> Option<usize> {
+            let gates = self.kind.gate_count().checked_mul(self.hidden_size)?;
+            let h_out = if self.proj_size > 0 {
+                self.proj_size
+            } else {
+                self.hidden_size
+            };
+            let weights = gates.checked_mul(input.checked_add(h_out)?.checked_add(2)?)?;
+            weights.checked_add(self.proj_size.checked_mul(self.hidden_size)?)
+        };
+        let total = (|| -> Option<usize> {
+            let h_out = if self.proj_size > 0 {
+                self.proj_size
+            } else {
+                self.hidden_size
+            };
+            let deeper = self.num_directions().checked_mul(h_out)?;
+            let first = per_layer(self.input_size)?;
+            let rest = per_layer(deeper)?.checked_mul(self.num_layers - 1)?;
+            first.checked_add(rest)?.checked_mul(self.num_directions())
+        })();
+        match total {
+            Some(n) if n <= MAX_PARAMETERS => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "input_size={}, hidden_size={}, num_layers={}, proj_size={} make more than {MAX_PARAMETERS} parameters",
+                    self.input_size, self.hidden_size, self.num_layers, self.proj_size
+                )))
+            }
         }
         if self.proj_size > 0 && self.kind != Kind::Lstm {
             return Err(Error::Config(

@@ -68,6 +68,15 @@ pub enum Error {
         hidden_rank: usize,
     },
 
+    /// An LSTM's c_0 is 3-D for an unbatched input or 2-D for a batched one.
+    #[error("for {} {input_rank}-D input, c_0 should also be {input_rank}-D but got {cell_rank}-D tensor", if *input_rank == 2 { "unbatched" } else { "batched" })]
+    CellRank {
+        /// Rank of the input.
+        input_rank: usize,
+        /// Rank of c_0.
+        cell_rank: usize,
+    },
+
     /// h_0 has the wrong shape.
     #[error("expected hidden size {}, got {}", fmt_shape(expected), fmt_shape(got))]
     HiddenShape {
@@ -110,10 +119,11 @@ pub enum Error {
         known: Vec<String>,
     },
 
-    /// A parameter (given or loaded) has the wrong shape.
+    /// A parameter (given or loaded) has the wrong shape. An empty `expected` means "a
+    /// 2-D matrix" (when the sizes themselves are inferred from that tensor).
     #[error(
         "parameter '{name}' must have shape {}, got {}",
-        fmt_shape(expected),
+        if expected.is_empty() { "(rows, columns), a 2-D matrix".to_string() } else { fmt_shape(expected) },
         fmt_shape(got)
     )]
     ParameterShape {

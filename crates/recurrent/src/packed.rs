@@ -125,7 +125,12 @@ impl<T: Float> PackedSequence<T> {
                 batch_sizes[t + 1]
             ));
         }
-        let total: usize = batch_sizes.iter().sum();
+        let Some(total) = batch_sizes
+            .iter()
+            .try_fold(0usize, |sum, &b| sum.checked_add(b))
+        else {
+            return invalid("sum(batch_sizes) overflows".into());
+        };
         if data.nrows() != total {
             return invalid(format!(
                 "expected data to have sum(batch_sizes) = {total} rows, got {}",

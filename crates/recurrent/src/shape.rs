@@ -71,11 +71,19 @@ pub(crate) fn prepare_with_cell<'a, T: Float>(
         });
     }
     let unbatched = rank == 2;
-    for h in h0.iter().chain(c0.iter()) {
+    if let Some(h) = &h0 {
         if h.ndim() != rank {
             return Err(Error::HiddenRank {
                 input_rank: rank,
                 hidden_rank: h.ndim(),
+            });
+        }
+    }
+    if let Some(c) = &c0 {
+        if c.ndim() != rank {
+            return Err(Error::CellRank {
+                input_rank: rank,
+                cell_rank: c.ndim(),
             });
         }
     }

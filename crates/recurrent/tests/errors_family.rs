@@ -195,6 +195,21 @@ fn every_layer_error_torch_raises_is_a_typed_error() {
                     report(&err)
                 );
             }
+            Error::CellRank {
+                input_rank,
+                cell_rank,
+            } => {
+                assert!(
+                    torch.contains(&format!("{input_rank}-D input")),
+                    "{}",
+                    report(&err)
+                );
+                assert!(
+                    torch.contains(&format!(", {cell_rank}-D)")),
+                    "{}",
+                    report(&err)
+                );
+            }
             Error::EmptySequence { .. } => {
                 assert!(torch.contains("sequence length"), "{}", report(&err));
             }

@@ -117,3 +117,89 @@ fn split_recurrence_does_without_a_busy_pool() {
     release.store(true, Ordering::Release);
     assert_close(&out, &want, "split with a busy pool");
 }
+
+#[test]
+fn lstm_and_gru_threaded_paths_with_lengths_match_the_reference() {
+    use recurrent::{Gru, Lstm};
+    // N = 40 >= 16 with enough work: each thread recurs over half of the batch.
+    let lengths: Vec<usize> = (0..40).map(|n| 1 + (n * 7) % 6).collect();
+    for (kind, config) in [
+        ("lstm", RnnConfig::lstm(9, 40).num_layers(2).proj_size(7)),
+        ("gru", RnnConfig::gru(9, 40).bidirectional(true)),
+    ] {
+        let layers = recurrent::params::Layers::<f32>::seeded(config.clone(), 3).unwrap();
+        let x = input::<f32>(&[6, 40, 9], 1);
+        let d = config.num_directions() * config.num_layers;
+        let h0 = input::<f32>(&[d, 40, config.output_hidden_size()], 2);
+        let c0 = input::<f32>(&[d, 40, config.hidden_size], 3);
+        let use_c = kind == "lstm";
+        let (want, want_h, _) = reference::forward_layers(
+            &layers,
+            x.view(),
+            Some(h0.view()),
+            use_c.then(|| c0.view()),
+            Some(&lengths),
+        )
+        .unwrap();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (out, h) = pool.install(|| match kind {
+                "lstm" => {
+                    let lstm = Lstm::from_layers(layers.clone()).unwrap();
+                    let (o, (h, _)) = lstm
+                        .forward_padded(x.view(), &lengths, Some((h0.view(), c0.view())))
+                        .unwrap();
+                    (o, h)
+                }
+                _ => Gru::from_layers(layers.clone())
+                    .unwrap()
+                    .forward_padded(x.view(), &lengths, Some(h0.view()))
+                    .unwrap(),
+            });
+            assert_close(&out, &want, &format!("{kind} threads={threads}: output"));
+            assert_close(&h, &want_h, &format!("{kind} threads={threads}: h_n"));
+        }
+    }
+}
+
+#[test]
+fn states_in_any_memory_layout() {
+    use ndarray::{s, ShapeBuilder};
+    use recurrent::{Gru, Lstm};
+    // Fortran-order and reversed states give the numbers of row-major ones.
+    let x = input::<f64>(&[5, 3, 4], 1);
+    let h = input::<f64>(&[1, 3, 6], 2);
+    let c = input::<f64>(&[1, 3, 6], 3);
+    let mut h_f = ndarray::Array3::<f64>::zeros((1, 3, 6).f());
+    h_f.assign(&h.view().into_dimensionality::<ndarray::Ix3>().unwrap());
+    let mut c_f = ndarray::Array3::<f64>::zeros((1, 3, 6).f());
+    c_f.assign(&c.view().into_dimensionality::<ndarray::Ix3>().unwrap());
+    let h_rev_src = h.slice(s![.., .., ..;-1]).to_owned();
+    let h_rev = h_rev_src.slice(s![.., .., ..;-1]); // same values, negative strides
+
+    let gru = Gru::<f64>::seeded(RnnConfig::gru(4, 6), 0).unwrap();
+    let (want, _) = gru.forward(x.view(), Some(h.view())).unwrap();
+    for state in [h_f.view().into_dyn(), h_rev.view().into_dyn()] {
+        let (got, _) = gru.forward(x.view(), Some(state.clone())).unwrap();
+        assert_close(&got, &want, "gru, strided h0");
+        let (got, _) = gru
+            .forward_padded(x.view(), &[5, 2, 4], Some(state))
+            .unwrap();
+        let (want_p, _) = gru
+            .forward_padded(x.view(), &[5, 2, 4], Some(h.view()))
+            .unwrap();
+        assert_close(&got, &want_p, "gru padded, strided h0");
+    }
+    let lstm = Lstm::<f64>::seeded(RnnConfig::lstm(4, 6), 0).unwrap();
+    let (want, _) = lstm.forward(x.view(), Some((h.view(), c.view()))).unwrap();
+    let (got, _) = lstm
+        .forward(
+            x.view(),
+            Some((h_f.view().into_dyn(), c_f.view().into_dyn())),
+        )
+        .unwrap();
+    assert_close(&got, &want, "lstm, Fortran-order states");
+}

@@ -123,8 +123,15 @@ fn scan<T: Float>(
     let h_out = output.len_of(Axis(2));
     let gates = params.w_ih.nrows();
     let hidden = gates / kind.gate_count();
-    let mut h = h0.map_or_else(|| Array2::zeros((batch, h_out)), |h| h.to_owned());
-    let mut c = c0.map_or_else(|| Array2::zeros((batch, hidden)), |c| c.to_owned());
+    // Private row-major copies of the initial states (the caller's may have any layout).
+    let mut h = h0.map_or_else(
+        || Array2::zeros((batch, h_out)),
+        |h| h.as_standard_layout().into_owned(),
+    );
+    let mut c = c0.map_or_else(
+        || Array2::zeros((batch, hidden)),
+        |c| c.as_standard_layout().into_owned(),
+    );
     let rows = d0 * d1;
     if rows == 0 {
         return (h, c);

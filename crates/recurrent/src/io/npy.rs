@@ -35,6 +35,80 @@ impl NpyArray {
     }
 }
 
+/// Checks that the array a `.npy` header declares fits in the file, before anything is
+/// allocated for it (a few bytes of header could otherwise ask for terabytes).
+fn check_declared_size(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let bad = |message: String| Error::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file_len = file
+        .metadata()
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    let mut prefix = [0u8; 12];
+    if file.read_exact(&mut prefix[..10]).is_err() || &prefix[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file (no NUMPY magic header)".to_string()));
+    }
+    let (header_len, data_start) = if prefix[6] == 1 {
+        (u64::from(u16::from_le_bytes([prefix[8], prefix[9]])), 10)
+    } else {
+        if file.read_exact(&mut prefix[10..12]).is_err() {
+            return Err(bad("truncated .npy header".to_string()));
+        }
+        (
+            u64::from(u32::from_le_bytes([
+                prefix[8], prefix[9], prefix[10], prefix[11],
+            ])),
+            12,
+        )
+    };
+    if header_len > 1 << 20 {
+        return Err(bad(format!("implausible .npy header length {header_len}")));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    if file.read_exact(&mut header).is_err() {
+        return Err(bad("truncated .npy header".to_string()));
+    }
+    let header = String::from_utf8_lossy(&header);
+    let shape = header
+        .split_once("'shape'")
+        .and_then(|(_, rest)| rest.split_once('('))
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(dims, _)| dims);
+    let item = header
+        .split_once("'descr'")
+        .and_then(|(_, rest)| rest.split('\'').nth(1))
+        .and_then(|descr| descr.trim_start_matches(['<', '>', '|', '=']).get(1..))
+        .and_then(|size| size.parse::<u64>().ok());
+    // Only what can be read is checked; anything else is left to the parser's errors.
+    if let (Some(dims), Some(item)) = (shape, item) {
+        let declared = dims
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .try_fold(item, |acc, d| acc.checked_mul(d.parse::<u64>().ok()?));
+        let available = file_len.saturating_sub(data_start + header_len);
+        match declared {
+            Some(bytes) if bytes <= available => {}
+            _ => {
+                return Err(bad(format!(
+                    "the header declares shape ({dims}) of {item}-byte elements, more than the {available} bytes of data in the file"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens `path` for a streaming read (the data is parsed straight into the array, never
 /// held twice in memory).
 fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
@@ -56,6 +130,7 @@ fn format_error(path: &Path, e: ReadNpyError) -> Error {
 /// Reads a float32 or float64 `.npy` file (C or Fortran order).
 pub fn read_float(path: impl AsRef<Path>) -> Result<NpyArray> {
     let path = path.as_ref();
+    check_declared_size(path)?;
     // A wrong descriptor is detected from the header, before any data is read; the
     // file is then opened again for the other type.
     match ArrayD::<f32>::read_npy(open(path)?) {
@@ -79,6 +154,7 @@ pub fn read_float(path: impl AsRef<Path>) -> Result<NpyArray> {
 /// Reads a float `.npy` file that must have element type `T`.
 pub fn read<T: Float>(path: impl AsRef<Path>) -> Result<ArrayD<T>> {
     let path = path.as_ref();
+    check_declared_size(path)?;
     ArrayD::<T>::read_npy(open(path)?).map_err(|e| match e {
         ReadNpyError::WrongDescriptor(desc) => Error::DtypeMismatch {
             what: path.display().to_string(),
@@ -124,6 +200,7 @@ fn numpy_dtype_name(desc: &str) -> String {
 /// them), every value at least 0 (the layers check `1..=L`).
 pub fn read_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     let path = path.as_ref();
+    check_declared_size(path)?;
     let bad = |message: String| Error::Format {
         path: path.to_path_buf(),
         message,

@@ -392,8 +392,8 @@ impl StateDict {
         Gru::from_layers(self.load_layers(prefix, config)?)
     }
 
-    /// An integer tensor (I64, I32, U8...) as `usize`, e.g. sequence lengths; negative
-    /// values are an error.
+    /// An integer tensor (I64 or I32) as `usize`, e.g. sequence lengths; negative values
+    /// are an error.
     pub fn tensor_usize(&self, name: &str) -> Result<Vec<usize>> {
         let entry = self.entry(name)?;
         let bytes = &self.data[entry.bytes.clone()];

@@ -21,7 +21,7 @@ pub struct DirectionParams<T> {
     pub w_hh: Array2<T>,
     /// `bias_ih`: `(G*H,)`, when the layer has biases.
     pub b_ih: Option<Array1<T>>,
-    /// `bias_hh`: `(H,)`, when the layer has biases.
+    /// `bias_hh`: `(G*H,)`, when the layer has biases.
     pub b_hh: Option<Array1<T>>,
     /// `weight_hr`: `(P, H)`, for an LSTM with `proj_size > 0`.
     pub w_hr: Option<Array2<T>>,

@@ -114,7 +114,11 @@ impl std::str::FromStr for ParamName {
             .into_iter()
             .find(|k| k.stem() == stem)
             .ok_or(())?;
-        if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only, and no leading zero ("l00" is not torch's name for layer 0).
+        if layer.is_empty()
+            || !layer.bytes().all(|b| b.is_ascii_digit())
+            || (layer.len() > 1 && layer.starts_with('0'))
+        {
             return Err(());
         }
         let layer = layer.parse().map_err(|_| ())?;
@@ -174,6 +178,8 @@ mod tests {
             "weight_ih_l0_rev",
             "input",
             "weight_ih_l+1",
+            "weight_ih_l00",
+            "weight_ih_l01",
         ] {
             assert!(bad.parse::<ParamName>().is_err(), "{bad}");
         }
