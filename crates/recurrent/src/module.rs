@@ -404,7 +404,7 @@ fn run_gated<T: Float>(
     let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
     let lengths = match lengths {
         Some(l) => {
-            crate::reference::check_lengths(l, batch, seq_len)?;
+            crate::shape::check_lengths(l, batch, seq_len)?;
             l.to_vec()
         }
         None => vec![seq_len; batch],

@@ -19,7 +19,7 @@ use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayViewD, Axis};
 
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::module::{finish, Rnn};
 use crate::params::{DirectionParams, Layers};
 use crate::shape::{prepare, prepare_with_cell};
@@ -159,7 +159,7 @@ pub fn forward_layers<T: Float>(
     let (seq_len, batch, _) = x.dim();
     let lengths: Vec<usize> = match lengths {
         Some(l) => {
-            check_lengths(l, batch, seq_len)?;
+            crate::shape::check_lengths(l, batch, seq_len)?;
             l.to_vec()
         }
         None => vec![seq_len; batch],
@@ -234,30 +234,6 @@ pub fn forward_layers<T: Float>(
         }
     });
     Ok((output, h_n, c_n))
-}
-
-/// Lengths must be one per sequence, each in `1..=L` (torch's errors; torch accepts a
-/// length above L and fails later, this refuses it).
-pub(crate) fn check_lengths(lengths: &[usize], batch: usize, seq_len: usize) -> Result<()> {
-    if lengths.len() != batch {
-        return Err(Error::LengthsCount {
-            lengths: lengths.len(),
-            batch_size: batch,
-        });
-    }
-    for (index, &length) in lengths.iter().enumerate() {
-        if length == 0 {
-            return Err(Error::ZeroLength { index });
-        }
-        if length > seq_len {
-            return Err(Error::LengthExceedsInput {
-                index,
-                length,
-                seq_len,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The logistic function `1 / (1 + exp(-x))`.

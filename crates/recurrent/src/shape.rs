@@ -163,3 +163,27 @@ pub(crate) fn prepare_with_cell<'a, T: Float>(
 fn internal_rank() -> Error {
     Error::Config("internal error: rank changed during shape normalisation".to_string())
 }
+
+/// Lengths must be one per sequence, each in `1..=L` (torch's errors; torch accepts a
+/// length above L and fails later, this refuses it).
+pub(crate) fn check_lengths(lengths: &[usize], batch: usize, seq_len: usize) -> Result<()> {
+    if lengths.len() != batch {
+        return Err(Error::LengthsCount {
+            lengths: lengths.len(),
+            batch_size: batch,
+        });
+    }
+    for (index, &length) in lengths.iter().enumerate() {
+        if length == 0 {
+            return Err(Error::ZeroLength { index });
+        }
+        if length > seq_len {
+            return Err(Error::LengthExceedsInput {
+                index,
+                length,
+                seq_len,
+            });
+        }
+    }
+    Ok(())
+}

@@ -9,7 +9,6 @@ mod direction;
 mod gated;
 mod stack;
 
-#[allow(unused_imports)] // used by the cells
 pub(crate) use direction::matmul_acc;
 pub(crate) use gated::forward_gated;
 pub(crate) use stack::forward;
