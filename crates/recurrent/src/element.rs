@@ -39,6 +39,10 @@ pub trait Float:
     + num_traits::Float
     + ndarray_npy::ReadableElement
     + ndarray_npy::WritableElement
+    + ndarray::ScalarOperand
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
     + Debug
     + Display
     + Send

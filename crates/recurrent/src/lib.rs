@@ -62,6 +62,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backward;
 pub mod cells;
 pub mod config;
 pub mod element;
