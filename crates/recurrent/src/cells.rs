@@ -383,7 +383,7 @@ fn rows_mut<T: Float>(a: &mut Array2<T>) -> std::slice::ChunksExactMut<'_, T> {
 fn sigmoid_slice<T: Float>(xs: &mut [T]) {
     let half = T::of(0.5);
     for x in xs.iter_mut() {
-        *x = *x * half;
+        *x *= half;
     }
     T::tanh_slice(xs);
     for x in xs.iter_mut() {
@@ -911,7 +911,7 @@ impl<T: Float> GruCell<T> {
                 sigmoid_slice(z);
                 // n = tanh(gi_n + r gh_n).
                 for ((a, &b), &rj) in cand.iter_mut().zip(hn.iter()).zip(r.iter()) {
-                    *a = *a + b * rj;
+                    *a += b * rj;
                 }
                 T::tanh_slice(cand);
                 // h' = (h - n) z + n, with h = 0 when hx is not given.

@@ -114,11 +114,11 @@ pub fn cell<T: Float>(
         for j in 0..hidden {
             let mut from_input = params.b_ih.as_ref().map_or(T::zero(), |b| b[j]);
             for k in 0..features {
-                from_input = from_input + x[[n, k]] * params.w_ih[[j, k]];
+                from_input += x[[n, k]] * params.w_ih[[j, k]];
             }
             let mut from_hidden = params.b_hh.as_ref().map_or(T::zero(), |b| b[j]);
             for k in 0..hidden {
-                from_hidden = from_hidden + h[[n, k]] * params.w_hh[[j, k]];
+                from_hidden += h[[n, k]] * params.w_hh[[j, k]];
             }
             let pre_activation = from_input + from_hidden;
             next[[n, j]] = match nonlinearity {
@@ -306,7 +306,7 @@ fn pre_activations<T: Float>(
     h: ArrayView2<'_, T>,
 ) -> Array2<T> {
     let mut gates = matmul_t(x, params.w_ih.view());
-    gates.zip_mut_with(&matmul_t(h, params.w_hh.view()), |a, &b| *a = *a + b);
+    gates.zip_mut_with(&matmul_t(h, params.w_hh.view()), |a, &b| *a += b);
     if let (Some(b_ih), Some(b_hh)) = (&params.b_ih, &params.b_hh) {
         add_bias(&mut gates, b_ih);
         add_bias(&mut gates, b_hh);
@@ -317,7 +317,7 @@ fn pre_activations<T: Float>(
 /// Adds `bias` to every row.
 fn add_bias<T: Float>(a: &mut Array2<T>, bias: &ndarray::Array1<T>) {
     for mut row in a.rows_mut() {
-        row.zip_mut_with(bias, |x, &b| *x = *x + b);
+        row.zip_mut_with(bias, |x, &b| *x += b);
     }
 }
 
@@ -328,7 +328,7 @@ fn matmul_t<T: Float>(a: ArrayView2<'_, T>, w: ArrayView2<'_, T>) -> Array2<T> {
     Array2::from_shape_fn((rows, cols), |(r, c)| {
         let mut acc = T::zero();
         for k in 0..inner {
-            acc = acc + a[[r, k]] * w[[c, k]];
+            acc += a[[r, k]] * w[[c, k]];
         }
         acc
     })

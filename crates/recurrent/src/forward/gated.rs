@@ -260,7 +260,7 @@ fn recur<T: Float>(
         // never committed.
         match w.kind {
             Kind::Rnn => {
-                gh.zip_mut_with(&gxt, |g, &x| *g = *g + x);
+                gh.zip_mut_with(&gxt, |g, &x| *g += x);
                 activate_all(w.nonlinearity, &mut gh);
                 commit_rows(&gh, &mut h, t, lengths);
             }

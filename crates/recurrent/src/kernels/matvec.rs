@@ -111,7 +111,7 @@ fn row_narrow<T: Float, const W: usize, const FMA: bool>(x: &[T], wt: &[T], y: &
         }
     }
     for (v, &a) in y.iter_mut().zip(acc.iter()) {
-        *v = *v + a;
+        *v += a;
     }
 }
 
@@ -217,7 +217,7 @@ pub(crate) fn gemv_rows_plain<T: Float>(
         for j in 0..h {
             let mut acc = y[[i, j]];
             for p in 0..k {
-                acc = acc + x[[i, p]] * wt[p * ldw + j];
+                acc += x[[i, p]] * wt[p * ldw + j];
             }
             y[[i, j]] = acc;
         }
