@@ -8,7 +8,7 @@ use recurrent::io::npy::{self, NpyArray};
 use recurrent::io::safetensors::{self as st, StateDict};
 use recurrent::{Error, Float, Gru, Kind, Lstm, Rnn, RnnConfig};
 
-use crate::{DtypeArg, InitArgs, InspectArgs, RunArgs};
+use crate::{BackwardArgs, DtypeArg, InitArgs, InspectArgs, RunArgs};
 
 type CliResult = Result<(), String>;
 
@@ -334,4 +334,109 @@ fn init_typed<T: Float>(
         rnn.num_parameters(),
         T::DTYPE
     ))
+}
+
+/// `recurrent backward`.
+pub fn backward(args: BackwardArgs) -> CliResult {
+    let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
+    let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
+    if config.kind != Kind::Rnn {
+        return Err(format!(
+            "{}: holds an {}; backward is implemented for RNN models only so far",
+            args.model.display(),
+            config.kind.name()
+        ));
+    }
+    for (flag, given) in [
+        ("--c0", args.c0.is_some()),
+        ("--grad-cn", args.grad_cn.is_some()),
+    ] {
+        if given {
+            return Err(format!(
+                "{flag} applies to LSTM models only; {} holds an RNN",
+                args.model.display()
+            ));
+        }
+    }
+    if args.lengths.is_some() {
+        return Err("--lengths: backward with variable lengths is not implemented yet".to_string());
+    }
+    if let Some(batch_first) = args.batch_first {
+        config.batch_first = batch_first;
+    }
+    if let Some(nonlinearity) = args.nonlinearity {
+        config.nonlinearity = nonlinearity.into();
+    }
+    match input {
+        NpyArray::F32(x) => backward_typed::<f32>(&args, &dict, &prefix, config, x),
+        NpyArray::F64(x) => backward_typed::<f64>(&args, &dict, &prefix, config, x),
+    }
+}
+
+fn backward_typed<T: Float>(
+    args: &BackwardArgs,
+    dict: &StateDict,
+    prefix: &str,
+    config: RnnConfig,
+    input: ArrayD<T>,
+) -> CliResult {
+    let rnn: Rnn<T> = dict
+        .load_rnn(prefix, config)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
+    let h0 = read_state::<T>(&args.h0, "h0")?;
+    let go = read_state::<T>(&Some(args.grad_output.clone()), "grad-output")?;
+    let ghn = read_state::<T>(&args.grad_hn, "grad-hn")?;
+    let Some(go) = go else {
+        return Err("--grad-output: missing".to_string());
+    };
+    let grads = rnn
+        .backward(
+            input.view(),
+            h0.as_ref().map(|h| h.view()),
+            go.view(),
+            ghn.as_ref().map(|g| g.view()),
+        )
+        .map_err(|e| match &e {
+            Error::HiddenRank { .. } | Error::HiddenShape { .. } if args.h0.is_some() => {
+                format!(
+                    "{}: {e}",
+                    args.h0
+                        .as_ref()
+                        .map_or(String::new(), |p| p.display().to_string())
+                )
+            }
+            Error::Config(message) if message.starts_with("grad_output") => {
+                format!("{}: {message}", args.grad_output.display())
+            }
+            Error::Config(message) if message.starts_with("grad_h_n") => format!(
+                "{}: {message}",
+                args.grad_hn
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            ),
+            _ => format!("{}: {e} (model: {})", args.input.display(), rnn.config()),
+        })?;
+    let mut tensors: Vec<(String, ndarray::ArrayViewD<'_, T>)> = grads
+        .parameters
+        .iter()
+        .map(|(name, g)| (name.clone(), g.view()))
+        .collect();
+    tensors.push(("input".to_string(), grads.input.view()));
+    tensors.push(("h0".to_string(), grads.h0.view()));
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    meta.insert(
+        "loss".to_string(),
+        "sum(output * grad_output) + sum(h_n * grad_h_n)".to_string(),
+    );
+    st::save_tensors(&args.output, &tensors, meta).map_err(|e| e.to_string())?;
+    out!(
+        "{}: gradients of {} parameters, input {:?}, h0 {:?} -> {}",
+        rnn.config(),
+        grads.parameters.len(),
+        grads.input.shape(),
+        grads.h0.shape(),
+        args.output.display()
+    );
+    Ok(())
 }

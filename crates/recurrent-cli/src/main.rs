@@ -40,6 +40,50 @@ enum Command {
     Init(InitArgs),
     /// Time the forward call in-process and print one JSON line.
     Bench(BenchArgs),
+    /// Gradients of sum(output*GO) + sum(h_n*GHN) for every parameter, the input and
+    /// h0, written as safetensors with torch's names (RNN models; eval mode).
+    Backward(BackwardArgs),
+}
+
+/// `recurrent backward`.
+#[derive(Args, Debug)]
+struct BackwardArgs {
+    /// The state_dict (safetensors).
+    #[arg(long, value_name = "M.safetensors")]
+    model: std::path::PathBuf,
+    /// The forward's input, as for `run`.
+    #[arg(long, value_name = "X.npy")]
+    input: std::path::PathBuf,
+    /// The gradient of the loss with respect to the output (the output's shape).
+    #[arg(long, value_name = "GO.npy")]
+    grad_output: std::path::PathBuf,
+    /// Where to write the gradients: torch's parameter names, plus `input` and `h0`.
+    #[arg(long, value_name = "GRADS.safetensors")]
+    output: std::path::PathBuf,
+    /// The forward's initial hidden state, as for `run`.
+    #[arg(long, value_name = "H0.npy")]
+    h0: Option<std::path::PathBuf>,
+    /// The gradient with respect to h_n (zeros if absent).
+    #[arg(long, value_name = "GHN.npy")]
+    grad_hn: Option<std::path::PathBuf>,
+    /// LSTM initial cell state (LSTM backward is not implemented yet).
+    #[arg(long, value_name = "C0.npy")]
+    c0: Option<std::path::PathBuf>,
+    /// LSTM gradient with respect to c_n (LSTM backward is not implemented yet).
+    #[arg(long, value_name = "GCN.npy")]
+    grad_cn: Option<std::path::PathBuf>,
+    /// Input and output are (N, L, F); overrides the file's metadata.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    batch_first: Option<bool>,
+    /// The activation; overrides the file's metadata.
+    #[arg(long, value_enum)]
+    nonlinearity: Option<NonlinearityArg>,
+    /// Per-sequence lengths (not implemented yet for backward).
+    #[arg(long, value_name = "LENGTHS.npy")]
+    lengths: Option<std::path::PathBuf>,
+    /// Key prefix of the layer's tensors; detected when unambiguous.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
 }
 
 /// `recurrent run`.
@@ -239,6 +283,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect(args),
         Command::Init(args) => commands::init(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Backward(args) => commands::backward(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

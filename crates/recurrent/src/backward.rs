@@ -80,8 +80,30 @@ impl<T: Float> Rnn<T> {
             config.num_directions(),
             config.num_layers,
         );
-        let time_major = |a: ArrayViewD<'_, T>, what: &str, width: usize| -> Result<Array3<T>> {
-            // Same forms as the input: unbatched (L, F), (L, N, F) or (N, L, F).
+        // The forward results' shapes in the caller's form; the gradients must match.
+        let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
+        let width = directions * hidden;
+        let states = directions * layers;
+        let (out_shape, hn_shape) = if prepared.unbatched {
+            (vec![seq_len, width], vec![states, hidden])
+        } else if prepared.batch_first {
+            (vec![batch, seq_len, width], vec![states, batch, hidden])
+        } else {
+            (vec![seq_len, batch, width], vec![states, batch, hidden])
+        };
+        let to_time_major = |a: ArrayViewD<'_, T>,
+                             what: &'static str,
+                             what_of: &'static str,
+                             expected: &[usize]|
+         -> Result<Array3<T>> {
+            if a.shape() != expected {
+                return Err(Error::GradientShape {
+                    what,
+                    what_of,
+                    expected: expected.to_vec(),
+                    got: a.shape().to_vec(),
+                });
+            }
             let a3 = if prepared.unbatched {
                 a.insert_axis(Axis(1))
             } else {
@@ -89,15 +111,12 @@ impl<T: Float> Rnn<T> {
             };
             let a3 = a3
                 .into_dimensionality::<Ix3>()
-                .map_err(|_| shape_error(what))?;
-            let a3 = if prepared.batch_first {
-                a3.permuted_axes([1, 0, 2])
-            } else {
-                a3
-            };
-            if a3.dim() != (prepared.seq_len(), prepared.batch(), width) {
-                return Err(shape_error(what));
-            }
+                .map_err(|_| Error::GradientShape {
+                    what,
+                    what_of,
+                    expected: expected.to_vec(),
+                    got: expected.to_vec(),
+                })?;
             Ok(a3.as_standard_layout().into_owned())
         };
         let x0: Array3<T> = {
@@ -110,24 +129,34 @@ impl<T: Float> Rnn<T> {
             .as_standard_layout()
             .into_owned()
         };
-        let (seq_len, batch, _) = x0.dim();
-        let mut grad = time_major(grad_output, "grad_output", directions * hidden)?;
-        let states = directions * layers;
+        let grad = to_time_major(grad_output, "grad_output", "output", &out_shape)?;
+        let mut grad = if prepared.batch_first {
+            grad.permuted_axes([1, 0, 2])
+                .as_standard_layout()
+                .into_owned()
+        } else {
+            grad
+        };
         let grad_hn: Array3<T> = match grad_h_n {
             None => Array3::zeros((states, batch, hidden)),
             Some(g) => {
+                // h_n never has batch_first; only the unbatched form drops an axis.
+                if g.shape() != hn_shape.as_slice() {
+                    return Err(Error::GradientShape {
+                        what: "grad_h_n",
+                        what_of: "h_n",
+                        expected: hn_shape.clone(),
+                        got: g.shape().to_vec(),
+                    });
+                }
                 let g = if prepared.unbatched {
                     g.insert_axis(Axis(1))
                 } else {
                     g
                 };
-                let g = g
-                    .into_dimensionality::<Ix3>()
-                    .map_err(|_| shape_error("grad_h_n"))?;
-                if g.dim() != (states, batch, hidden) {
-                    return Err(shape_error("grad_h_n"));
-                }
-                g.to_owned()
+                g.into_dimensionality::<Ix3>()
+                    .map_err(|_| Error::Config("internal error: grad_h_n rank".to_string()))?
+                    .to_owned()
             }
         };
 
@@ -272,10 +301,4 @@ fn derivative<T: Float>(
         }
     });
     dh
-}
-
-fn shape_error(what: &str) -> Error {
-    Error::Config(format!(
-        "{what}: expected the shape of the corresponding forward result"
-    ))
 }

@@ -77,6 +77,24 @@ pub enum Error {
         cell_rank: usize,
     },
 
+    /// A gradient given to a backward pass does not have the shape of the forward result
+    /// it belongs to.
+    #[error(
+        "{what}: expected shape {} (that of the forward's {what_of}), got {}",
+        fmt_shape(expected),
+        fmt_shape(got)
+    )]
+    GradientShape {
+        /// Which gradient (`grad_output`, `grad_h_n`).
+        what: &'static str,
+        /// Which forward result it is the gradient of.
+        what_of: &'static str,
+        /// The shape it must have.
+        expected: Vec<usize>,
+        /// The shape that came.
+        got: Vec<usize>,
+    },
+
     /// h_0 has the wrong shape.
     #[error("expected hidden size {}, got {}", fmt_shape(expected), fmt_shape(got))]
     HiddenShape {

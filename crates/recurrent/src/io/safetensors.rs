@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayViewD};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 
@@ -469,18 +469,30 @@ pub fn save<T: Float>(
     metadata.insert(META_BATCH_FIRST.to_string(), config.batch_first.to_string());
     metadata.insert(META_DROPOUT.to_string(), config.dropout.to_string());
 
+    let tensors: Vec<(String, ArrayViewD<'_, T>)> = rnn.named_parameters().collect();
+    save_tensors(path, &tensors, metadata)
+}
+
+/// Writes named tensors (in the given order) as a safetensors file with `metadata`,
+/// atomically: what `recurrent backward` writes its gradients with.
+pub fn save_tensors<T: Float>(
+    path: impl AsRef<Path>,
+    tensors: &[(String, ArrayViewD<'_, T>)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
     let dtype = match T::DTYPE {
         Dtype::F32 => StDtype::F32,
         Dtype::F64 => StDtype::F64,
     };
-    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = rnn
-        .named_parameters()
+    let buffers: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
         .map(|(name, t)| {
             let mut bytes = Vec::with_capacity(t.len() * std::mem::size_of::<T>());
             for &v in t.iter() {
                 v.extend_le_bytes(&mut bytes);
             }
-            (name, t.shape().to_vec(), bytes)
+            (name.as_str(), t.shape().to_vec(), bytes)
         })
         .collect();
     let format_err = |e: safetensors::SafeTensorError| Error::Format {
@@ -490,7 +502,7 @@ pub fn save<T: Float>(
     let mut views = Vec::with_capacity(buffers.len());
     for (name, shape, bytes) in &buffers {
         views.push((
-            name.as_str(),
+            *name,
             TensorView::new(dtype, shape.clone(), bytes).map_err(format_err)?,
         ));
     }
