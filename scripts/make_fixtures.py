@@ -542,6 +542,7 @@ def main() -> None:
     import fixtures_family  # scripts/ is sys.path[0] when this file is run as a script
 
     fixtures_family.write_all()
+    __import__("fixtures_grads").write_all()  # gradient fixtures: tests/fixtures/grads/ only
 
 
 if __name__ == "__main__":

@@ -405,11 +405,12 @@ fn backward_typed<T: Float>(
                         .map_or(String::new(), |p| p.display().to_string())
                 )
             }
-            Error::Config(message) if message.starts_with("grad_output") => {
-                format!("{}: {message}", args.grad_output.display())
-            }
-            Error::Config(message) if message.starts_with("grad_h_n") => format!(
-                "{}: {message}",
+            Error::GradientShape {
+                what: "grad_output",
+                ..
+            } => format!("{}: {e}", args.grad_output.display()),
+            Error::GradientShape { .. } => format!(
+                "{}: {e}",
                 args.grad_hn
                     .as_ref()
                     .map_or(String::new(), |p| p.display().to_string())

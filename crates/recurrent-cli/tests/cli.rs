@@ -803,3 +803,79 @@ fn init_inspect_run_lstm_and_gru() {
         assert_close_f64(&read_npy(&out).unwrap(), &want);
     }
 }
+
+#[test]
+fn backward_reproduces_torch_gradients() {
+    use recurrent::io::safetensors::StateDict;
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../recurrent/tests/fixtures/grads/f64_rnn_tanh_l2_bidir_h0_ghn.safetensors");
+    let dict = StateDict::read(&fixture).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for name in ["input", "h0", "grad_output", "grad_h_n"] {
+        let path = dir.path().join(format!("{name}.npy"));
+        write_npy(&path, &dict.tensor::<f64>(name).unwrap()).unwrap();
+        files.push(path);
+    }
+    let out = dir.path().join("grads.safetensors");
+    // The fixture holds the gradients beside the model (as `grad.*`): name the prefix.
+    let o = run(&[
+        "backward",
+        "--model",
+        s(&fixture),
+        "--prefix",
+        "",
+        "--input",
+        s(&files[0]),
+        "--h0",
+        s(&files[1]),
+        "--grad-output",
+        s(&files[2]),
+        "--grad-hn",
+        s(&files[3]),
+        "--output",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let grads = StateDict::read(&out).unwrap();
+    let mut names = 0;
+    for name in grads.names() {
+        let want: ArrayD<f64> = dict.tensor(&format!("grad.{name}")).unwrap();
+        assert_close_f64(&grads.tensor::<f64>(name).unwrap(), &want);
+        names += 1;
+    }
+    assert_eq!(names, 16 + 2); // 2 layers x 2 directions x 4 tensors, plus input and h0
+
+    // Bad gradient shapes and other kinds: one line, no output.
+    let bad = dir.path().join("bad.npy");
+    write_npy(&bad, &ArrayD::<f64>::zeros(IxDyn(&[2, 2]))).unwrap();
+    let out2 = dir.path().join("never.safetensors");
+    let o = run(&[
+        "backward",
+        "--model",
+        s(&fixture),
+        "--prefix",
+        "",
+        "--input",
+        s(&files[0]),
+        "--grad-output",
+        s(&bad),
+        "--output",
+        s(&out2),
+    ]);
+    assert_fails(&o, &["bad.npy", "grad_output", "expected shape"], &[&out2]);
+    let o = run(&[
+        "backward",
+        "--model",
+        s(&family("seq2seq.safetensors")),
+        "--prefix",
+        "decoder.gru",
+        "--input",
+        s(&family("gru_input.npy")),
+        "--grad-output",
+        s(&family("gru_output.npy")),
+        "--output",
+        s(&out2),
+    ]);
+    assert_fails(&o, &["GRU", "RNN models only"], &[&out2]);
+}
