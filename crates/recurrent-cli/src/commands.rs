@@ -340,36 +340,47 @@ fn init_typed<T: Float>(
 pub fn backward(args: BackwardArgs) -> CliResult {
     let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
     let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
-    if config.kind != Kind::Rnn {
-        return Err(format!(
-            "{}: holds an {}; backward is implemented for RNN models only so far",
-            args.model.display(),
-            config.kind.name()
-        ));
-    }
-    for (flag, given) in [
-        ("--c0", args.c0.is_some()),
-        ("--grad-cn", args.grad_cn.is_some()),
-    ] {
-        if given {
-            return Err(format!(
-                "{flag} applies to LSTM models only; {} holds an RNN",
-                args.model.display()
-            ));
+    if config.kind != Kind::Lstm {
+        for (flag, given) in [
+            ("--c0", args.c0.is_some()),
+            ("--grad-cn", args.grad_cn.is_some()),
+        ] {
+            if given {
+                return Err(format!(
+                    "{flag} applies to LSTM models only; {} holds a {}",
+                    args.model.display(),
+                    config.kind.name()
+                ));
+            }
         }
     }
-    if args.lengths.is_some() {
-        return Err("--lengths: backward with variable lengths is not implemented yet".to_string());
+    if config.kind == Kind::Lstm && args.h0.is_some() != args.c0.is_some() {
+        return Err("--h0 and --c0: an LSTM takes both initial states or neither".to_string());
     }
     if let Some(batch_first) = args.batch_first {
         config.batch_first = batch_first;
     }
     if let Some(nonlinearity) = args.nonlinearity {
+        if config.kind != Kind::Rnn {
+            return Err(format!(
+                "--nonlinearity applies to RNN models only; {} holds an {}",
+                args.model.display(),
+                config.kind.name()
+            ));
+        }
         config.nonlinearity = nonlinearity.into();
     }
+    let lengths = match &args.lengths {
+        Some(path) => Some(npy::read_lengths(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
     match input {
-        NpyArray::F32(x) => backward_typed::<f32>(&args, &dict, &prefix, config, x),
-        NpyArray::F64(x) => backward_typed::<f64>(&args, &dict, &prefix, config, x),
+        NpyArray::F32(x) => {
+            backward_typed::<f32>(&args, &dict, &prefix, config, x, lengths.as_deref())
+        }
+        NpyArray::F64(x) => {
+            backward_typed::<f64>(&args, &dict, &prefix, config, x, lengths.as_deref())
+        }
     }
 }
 
@@ -379,44 +390,78 @@ fn backward_typed<T: Float>(
     prefix: &str,
     config: RnnConfig,
     input: ArrayD<T>,
+    lengths: Option<&[usize]>,
 ) -> CliResult {
-    let rnn: Rnn<T> = dict
-        .load_rnn(prefix, config)
-        .map_err(|e| format!("{}: {e}", args.model.display()))?;
+    let model_err = |e: Error| format!("{}: {e}", args.model.display());
     let h0 = read_state::<T>(&args.h0, "h0")?;
+    let c0 = read_state::<T>(&args.c0, "c0")?;
     let go = read_state::<T>(&Some(args.grad_output.clone()), "grad-output")?;
     let ghn = read_state::<T>(&args.grad_hn, "grad-hn")?;
+    let gcn = read_state::<T>(&args.grad_cn, "grad-cn")?;
     let Some(go) = go else {
         return Err("--grad-output: missing".to_string());
     };
-    let grads = rnn
-        .backward(
-            input.view(),
-            h0.as_ref().map(|h| h.view()),
-            go.view(),
-            ghn.as_ref().map(|g| g.view()),
-        )
-        .map_err(|e| match &e {
-            Error::HiddenRank { .. } | Error::HiddenShape { .. } if args.h0.is_some() => {
-                format!(
-                    "{}: {e}",
-                    args.h0
-                        .as_ref()
-                        .map_or(String::new(), |p| p.display().to_string())
-                )
+    let (x, h, c, g) = (
+        input.view(),
+        h0.as_ref().map(|a| a.view()),
+        c0.as_ref().map(|a| a.view()),
+        go.view(),
+    );
+    let (gh, gc) = (
+        ghn.as_ref().map(|a| a.view()),
+        gcn.as_ref().map(|a| a.view()),
+    );
+    let description = config.to_string();
+    let result = match config.kind {
+        Kind::Rnn => {
+            let m: Rnn<T> = dict.load_rnn(prefix, config).map_err(model_err)?;
+            match lengths {
+                Some(l) => m.backward_padded(x, l, h, g, gh),
+                None => m.backward(x, h, g, gh),
             }
-            Error::GradientShape {
-                what: "grad_output",
-                ..
-            } => format!("{}: {e}", args.grad_output.display()),
-            Error::GradientShape { .. } => format!(
-                "{}: {e}",
-                args.grad_hn
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string())
-            ),
-            _ => format!("{}: {e} (model: {})", args.input.display(), rnn.config()),
-        })?;
+        }
+        Kind::Gru => {
+            let m: Gru<T> = dict.load_gru(prefix, config).map_err(model_err)?;
+            match lengths {
+                Some(l) => m.backward_padded(x, l, h, g, gh),
+                None => m.backward(x, h, g, gh),
+            }
+        }
+        Kind::Lstm => {
+            let m: Lstm<T> = dict.load_lstm(prefix, config).map_err(model_err)?;
+            let state = h.zip(c);
+            match lengths {
+                Some(l) => m.backward_padded(x, l, state, g, (gh, gc)),
+                None => m.backward(x, state, g, (gh, gc)),
+            }
+        }
+    };
+    let path_of = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or(String::new(), |p| p.display().to_string())
+    };
+    let grads = result.map_err(|e| match &e {
+        Error::HiddenRank { .. } | Error::HiddenShape { .. } if args.h0.is_some() => {
+            format!("{}: {e}", path_of(&args.h0))
+        }
+        Error::CellShape { .. } | Error::CellRank { .. } if args.c0.is_some() => {
+            format!("{}: {e}", path_of(&args.c0))
+        }
+        Error::GradientShape {
+            what: "grad_output",
+            ..
+        } => format!("{}: {e}", args.grad_output.display()),
+        Error::GradientShape {
+            what: "grad_h_n", ..
+        } => format!("{}: {e}", path_of(&args.grad_hn)),
+        Error::GradientShape { .. } => format!("{}: {e}", path_of(&args.grad_cn)),
+        Error::LengthsCount { .. }
+        | Error::ZeroLength { .. }
+        | Error::LengthExceedsInput { .. } => {
+            format!("{}: {e}", path_of(&args.lengths))
+        }
+        _ => format!("{}: {e} (model: {description})", args.input.display()),
+    })?;
     let mut tensors: Vec<(String, ndarray::ArrayViewD<'_, T>)> = grads
         .parameters
         .iter()
@@ -424,19 +469,25 @@ fn backward_typed<T: Float>(
         .collect();
     tensors.push(("input".to_string(), grads.input.view()));
     tensors.push(("h0".to_string(), grads.h0.view()));
+    if let Some(c0) = &grads.c0 {
+        tensors.push(("c0".to_string(), c0.view()));
+    }
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     meta.insert(
         "loss".to_string(),
-        "sum(output * grad_output) + sum(h_n * grad_h_n)".to_string(),
+        "sum(output * grad_output) + sum(h_n * grad_h_n) [+ sum(c_n * grad_c_n)]".to_string(),
     );
     st::save_tensors(&args.output, &tensors, meta).map_err(|e| e.to_string())?;
     out!(
-        "{}: gradients of {} parameters, input {:?}, h0 {:?} -> {}",
-        rnn.config(),
+        "{description}: gradients of {} parameters, input {:?}, h0 {:?}{} -> {}",
         grads.parameters.len(),
         grads.input.shape(),
         grads.h0.shape(),
+        grads
+            .c0
+            .as_ref()
+            .map_or(String::new(), |c| format!(", c0 {:?}", c.shape())),
         args.output.display()
     );
     Ok(())

@@ -40,8 +40,8 @@ enum Command {
     Init(InitArgs),
     /// Time the forward call in-process and print one JSON line.
     Bench(BenchArgs),
-    /// Gradients of sum(output*GO) + sum(h_n*GHN) for every parameter, the input and
-    /// h0, written as safetensors with torch's names (RNN models; eval mode).
+    /// Gradients of sum(output*GO) + sum(h_n*GHN) [+ sum(c_n*GCN)] for every parameter,
+    /// the input and h0 (c0), written as safetensors with torch's names (eval mode).
     Backward(BackwardArgs),
 }
 
@@ -66,10 +66,10 @@ struct BackwardArgs {
     /// The gradient with respect to h_n (zeros if absent).
     #[arg(long, value_name = "GHN.npy")]
     grad_hn: Option<std::path::PathBuf>,
-    /// LSTM initial cell state (LSTM backward is not implemented yet).
+    /// LSTM: the forward's initial cell state.
     #[arg(long, value_name = "C0.npy")]
     c0: Option<std::path::PathBuf>,
-    /// LSTM gradient with respect to c_n (LSTM backward is not implemented yet).
+    /// LSTM: the gradient with respect to c_n (zeros if absent).
     #[arg(long, value_name = "GCN.npy")]
     grad_cn: Option<std::path::PathBuf>,
     /// Input and output are (N, L, F); overrides the file's metadata.
@@ -78,7 +78,7 @@ struct BackwardArgs {
     /// The activation; overrides the file's metadata.
     #[arg(long, value_enum)]
     nonlinearity: Option<NonlinearityArg>,
-    /// Per-sequence lengths (not implemented yet for backward).
+    /// Per-sequence lengths (N,), int64 or int32, as for `run`.
     #[arg(long, value_name = "LENGTHS.npy")]
     lengths: Option<std::path::PathBuf>,
     /// Key prefix of the layer's tensors; detected when unambiguous.

@@ -877,5 +877,77 @@ fn backward_reproduces_torch_gradients() {
         "--output",
         s(&out2),
     ]);
-    assert_fails(&o, &["GRU", "RNN models only"], &[&out2]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "backward",
+        "--model",
+        s(&family("seq2seq.safetensors")),
+        "--prefix",
+        "decoder.gru",
+        "--input",
+        s(&family("gru_input.npy")),
+        "--grad-output",
+        s(&family("gru_output.npy")),
+        "--c0",
+        s(&family("lstm_c0.npy")),
+        "--output",
+        s(&out2),
+    ]);
+    assert_fails(&o, &["--c0", "LSTM"], &[]);
+}
+
+#[test]
+fn backward_lstm_with_lengths_reproduces_torch() {
+    use recurrent::io::safetensors::StateDict;
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+        "../recurrent/tests/fixtures/grads/f64_len_lstm_proj_l2_bidir_unsorted_h0_ghn.safetensors",
+    );
+    let dict = StateDict::read(&fixture).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(format!("{name}.npy"));
+    for name in ["input", "h0", "c0", "grad_output", "grad_h_n", "grad_c_n"] {
+        if dict.shape(name).is_some() {
+            write_npy(path(name), &dict.tensor::<f64>(name).unwrap()).unwrap();
+        }
+    }
+    let lengths: Vec<i64> = dict
+        .tensor_usize("lengths")
+        .unwrap()
+        .iter()
+        .map(|&l| l as i64)
+        .collect();
+    write_npy(path("lengths"), &ndarray::Array1::from(lengths)).unwrap();
+    let out = dir.path().join("grads.safetensors");
+    let mut args = vec![
+        "backward".to_string(),
+        "--model".into(),
+        s(&fixture).into(),
+        "--prefix".into(),
+        String::new(),
+    ];
+    for (flag, name) in [
+        ("--input", "input"),
+        ("--h0", "h0"),
+        ("--c0", "c0"),
+        ("--grad-output", "grad_output"),
+        ("--grad-hn", "grad_h_n"),
+        ("--grad-cn", "grad_c_n"),
+        ("--lengths", "lengths"),
+    ] {
+        if path(name).exists() {
+            args.push(flag.into());
+            args.push(path(name).to_string_lossy().into_owned());
+        }
+    }
+    args.push("--output".into());
+    args.push(s(&out).into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&argv);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let grads = StateDict::read(&out).unwrap();
+    for name in grads.names() {
+        let want: ArrayD<f64> = dict.tensor(&format!("grad.{name}")).unwrap();
+        assert_close_f64(&grads.tensor::<f64>(name).unwrap(), &want);
+    }
+    assert!(grads.names().contains(&"weight_hr_l1_reverse"));
 }
