@@ -108,16 +108,28 @@ def time_call(fn, min_time: float) -> float:
     return statistics.median(samples)
 
 
-def torch_time(c: Config, mode: str, dtype: torch.dtype, min_time: float) -> float:
+def torch_time(c: Config, mode: str, dtype: torch.dtype, min_time: float, train: bool = False) -> float:
     torch.manual_seed(0)
     module = MODULES[mode]
     rnn = module(c.input_size, c.hidden_size, c.num_layers, bidirectional=c.bidirectional).to(dtype).eval()
+    if train:
+        # forward + backward of loss = sum(output), gradients for the parameters and the input
+        x = torch.randn(c.seq_len, c.batch, c.input_size, dtype=dtype, requires_grad=True)
+
+        def step():
+            for p in rnn.parameters():
+                p.grad = None
+            x.grad = None
+            out, _ = rnn(x)
+            out.sum().backward()
+
+        return time_call(step, min_time)
     x = torch.randn(c.seq_len, c.batch, c.input_size, dtype=dtype)
     with torch.no_grad():
         return time_call(lambda: rnn(x), min_time)
 
 
-def ours_time(binary: Path, c: Config, mode: str, dtype: str, threads: int, min_time: float) -> dict:
+def ours_time(binary: Path, c: Config, mode: str, dtype: str, threads: int, min_time: float, train: bool = False) -> dict:
     cmd = [
         str(binary), "bench", "--mode", mode,
         "--input-size", str(c.input_size), "--hidden-size", str(c.hidden_size),
@@ -126,6 +138,8 @@ def ours_time(binary: Path, c: Config, mode: str, dtype: str, threads: int, min_
     ]
     if c.bidirectional:
         cmd.append("--bidirectional")
+    if train:
+        cmd.append("--train")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -152,6 +166,8 @@ def main() -> int:
     p.add_argument("--dtype", choices=["f32", "f64"], default="f32")
     p.add_argument("--only", default="", help="comma-separated config names")
     p.add_argument("--modes", default="rnn,lstm,gru", help="comma-separated: rnn, lstm, gru")
+    p.add_argument("--train", action="store_true",
+                   help="time forward + backward (loss = sum(output)) on medium and large; targets 2 and 1.3")
     p.add_argument("--binary", default=str(ROOT / "target" / "release" / "recurrent"))
     p.add_argument("--markdown", help="also write the table (with the command) to this file")
     args = p.parse_args()
@@ -159,6 +175,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     dtype = torch.float32 if args.dtype == "f32" else torch.float64
     configs = [c for c in CONFIGS if not args.only or c.name in args.only.split(",")]
+    if args.train:
+        configs = [c for c in configs if c.name in ("medium", "large")]
     binary = Path(args.binary)
     if not binary.exists():
         print(f"error: {binary} not found; run `cargo build --release -p recurrent-cli` first", file=sys.stderr)
@@ -169,13 +187,15 @@ def main() -> int:
     rows = []
     for mode in args.modes.split(","):
         for c in configs:
-            t_torch = torch_time(c, mode, dtype, args.min_time)
-            ours = ours_time(binary, c, mode, args.dtype, args.threads, args.min_time)
+            t_torch = torch_time(c, mode, dtype, args.min_time, args.train)
+            ours = ours_time(binary, c, mode, args.dtype, args.threads, args.min_time, args.train)
             t_ours = ours["median_us"] / 1e6
             ratio = t_torch / t_ours
-            gflops = flops(c, mode) / t_ours / 1e9
+            gflops = flops(c, mode) * (3 if args.train else 1) / t_ours / 1e9
             frac = gflops / peak
             want, want_peak = TARGETS[mode][c.name]
+            if args.train:
+                want, want_peak = {"medium": (2, None), "large": (1.3, None)}[c.name]
             met = ratio >= want and (want_peak is None or frac >= want_peak)
             target = f">= {want:g}" + (f", >= {want_peak:.0%} peak" if want_peak else "")
             if not has_targets:

@@ -23,6 +23,9 @@ use crate::{BenchArgs, DtypeArg, ModeArg};
 
 /// `recurrent bench`.
 pub fn bench(args: BenchArgs) -> Result<(), String> {
+    if args.train && args.stream {
+        return Err("--train and --stream: time one or the other".to_string());
+    }
     if args.mode != ModeArg::Rnn && args.stream {
         return Err("--stream: only --mode rnn streams".to_string());
     }
@@ -62,11 +65,14 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
         DtypeArg::F32 => time_forward::<f32>(&args, config.clone())?,
         DtypeArg::F64 => time_forward::<f64>(&args, config.clone())?,
     };
-    let flops = forward_flops(&config, args.seq_len, args.batch);
+    // Forward + backward: the backward's products are twice the forward's.
+    let flops =
+        forward_flops(&config, args.seq_len, args.batch) * if args.train { 3.0 } else { 1.0 };
     let secs = median.0.as_secs_f64();
     println!(
-        "{{\"mode\":\"{}\",\"proj_size\":{},\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
+        "{{\"mode\":\"{}\",\"train\":{},\"proj_size\":{},\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
         config.kind.name().to_lowercase(),
+        args.train,
         config.proj_size,
         args.stream,
         config.nonlinearity,
@@ -124,6 +130,10 @@ fn time_forward<T: Float>(
         });
     let input: ArrayD<T> = input.into_dyn();
     let stream = args.stream;
+    let train = args.train;
+    // loss = sum(output): its gradient with respect to the output is all ones.
+    let out_shape = [args.seq_len, args.batch, config.output_size()];
+    let ones = ndarray::ArrayD::<T>::from_elem(ndarray::IxDyn(&out_shape), T::one());
     let call = || -> recurrent::Result<(usize, usize)> {
         match &model {
             Model::Rnn(rnn) if stream => {
@@ -137,6 +147,15 @@ fn time_forward<T: Float>(
                 }
                 Ok((n, s.state().map_or(0, |h| h.len())))
             }
+            Model::Rnn(m) if train => m
+                .backward(input.view(), None, ones.view(), None)
+                .map(|g| (g.input.len(), g.parameters.len())),
+            Model::Lstm(m) if train => m
+                .backward(input.view(), None, ones.view(), (None, None))
+                .map(|g| (g.input.len(), g.parameters.len())),
+            Model::Gru(m) if train => m
+                .backward(input.view(), None, ones.view(), None)
+                .map(|g| (g.input.len(), g.parameters.len())),
             Model::Rnn(m) => m
                 .forward(input.view(), None)
                 .map(|(o, h)| (o.len(), h.len())),

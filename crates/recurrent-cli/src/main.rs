@@ -221,6 +221,9 @@ struct BenchArgs {
     /// Element type.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
+    /// Time forward + backward (the gradients of sum(output)) instead of the forward.
+    #[arg(long)]
+    train: bool,
     /// Time streaming instead: the sequence fed one step at a time through
     /// `Rnn::stream` (unidirectional only); the time reported is for the whole sequence.
     #[arg(long)]
