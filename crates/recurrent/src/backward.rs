@@ -347,9 +347,11 @@ fn backward_layers<T: Float>(
             let index = layer * directions + direction;
             let p = &layers.all_direction_params()[index];
             let (mut h, mut c) = initial(index);
+            // The input projection of every step at once: x W_ihᵀ + b_ih.
+            let gi = project(x, p);
             let mut steps = Vec::with_capacity(seq_len);
             for t in time_order(seq_len, direction == 1) {
-                let step = forward_step(config, p, x.index_axis(Axis(0), t), h.view(), c.view());
+                let step = forward_step(config, p, gi.index_axis(Axis(0), t), h.view(), c.view());
                 // Sequences past their length keep their state; their output stays 0.
                 for (n, &length) in lengths.iter().enumerate() {
                     if t < length {
@@ -404,6 +406,13 @@ fn backward_layers<T: Float>(
                     }
                 }
             }
+            // Per step (indexed by t): the pre-activation gradients on the input side and on
+            // the hidden side, and the state the step started from; their products with the
+            // inputs and the weights are taken once for all steps after the loop.
+            let gates = p.w_ih.nrows();
+            let mut all_da_in = Array3::<T>::zeros((seq_len, batch, gates));
+            let mut all_da_hidden = Array3::<T>::zeros((seq_len, batch, gates));
+            let mut all_h_prev = Array3::<T>::zeros((seq_len, batch, h_out));
             for (i, &t) in order.iter().enumerate().rev() {
                 let step = &saved[layer][direction][i];
                 let valid: Vec<bool> = lengths.iter().map(|&l| t < l).collect();
@@ -449,18 +458,25 @@ fn backward_layers<T: Float>(
                         }
                     }
                 }
-                acc.add(
-                    p,
-                    &da_in,
-                    &da_hidden,
-                    x.index_axis(Axis(0), t),
-                    prev_h[i].view(),
-                );
-                let mut gx = grad_x.index_axis_mut(Axis(0), t);
-                gx += &da_in.dot(&p.w_ih);
                 dh_prev += &da_hidden.dot(&p.w_hh);
+                all_da_in.index_axis_mut(Axis(0), t).assign(&da_in);
+                all_da_hidden.index_axis_mut(Axis(0), t).assign(&da_hidden);
+                all_h_prev.index_axis_mut(Axis(0), t).assign(&prev_h[i]);
                 dh = dh_prev;
                 dc = dc_prev;
+            }
+            {
+                let rows = seq_len * batch;
+                let (da_in, da_hidden) = (flat(&all_da_in, rows), flat(&all_da_hidden, rows));
+                acc.w_ih += &da_in.t().dot(&flat(x, rows));
+                acc.w_hh += &da_hidden.t().dot(&flat(&all_h_prev, rows));
+                acc.b_ih += &da_in.sum_axis(Axis(0));
+                acc.b_hh += &da_hidden.sum_axis(Axis(0));
+                let mut gx = grad_x
+                    .view_mut()
+                    .into_shape_with_order((rows, x.len_of(Axis(2))))
+                    .expect("owned standard array"); // ok: allocated above
+                gx += &da_in.dot(&p.w_ih);
             }
             grad_h0.index_axis_mut(Axis(0), index).assign(&dh);
             grad_c0.index_axis_mut(Axis(0), index).assign(&dc);
@@ -519,6 +535,28 @@ fn sigmoid<T: Float>(x: T) -> T {
     T::one() / (T::one() + (-x).exp())
 }
 
+/// An owned `(L, N, W)` array as `(L*N, W)` rows.
+fn flat<T: Float>(a: &Array3<T>, rows: usize) -> ArrayView2<'_, T> {
+    let width = a.len_of(Axis(2));
+    a.view()
+        .into_shape_with_order((rows, width))
+        .expect("owned standard array") // ok: every caller's array is owned and standard
+}
+
+/// `x W_ihᵀ + b_ih` for every step at once: `(L, N, G*H)`.
+fn project<T: Float>(x: &Array3<T>, p: &DirectionParams<T>) -> Array3<T> {
+    let (l, n, f) = x.dim();
+    let rows = x
+        .view()
+        .into_shape_with_order((l * n, f))
+        .expect("owned standard array"); // ok: x is an owned standard-layout array
+    affine(rows, &p.w_ih, p.b_ih.as_ref())
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((l, n, p.w_ih.nrows()))
+        .expect("rows regroup by step") // ok: same element count, standard layout
+}
+
 /// `x wᵀ + b` with an optional bias.
 fn affine<T: Float>(x: ArrayView2<'_, T>, w: &Array2<T>, b: Option<&Array1<T>>) -> Array2<T> {
     let mut y = x.dot(&w.t());
@@ -532,12 +570,11 @@ fn affine<T: Float>(x: ArrayView2<'_, T>, w: &Array2<T>, b: Option<&Array1<T>>) 
 fn forward_step<T: Float>(
     config: &RnnConfig,
     p: &DirectionParams<T>,
-    x: ArrayView2<'_, T>,
+    gi: ArrayView2<'_, T>,
     h: ArrayView2<'_, T>,
     c: ArrayView2<'_, T>,
 ) -> Saved<T> {
     let hidden = config.hidden_size;
-    let gi = affine(x, &p.w_ih, p.b_ih.as_ref());
     let gh = affine(h, &p.w_hh, p.b_hh.as_ref());
     let empty = || Array2::zeros((0, 0));
     match config.kind {
@@ -641,20 +678,6 @@ impl<T: Float> Accumulated<T> {
                 .as_ref()
                 .map_or_else(|| Array2::zeros((0, 0)), |w| Array2::zeros(w.raw_dim())),
         }
-    }
-
-    fn add(
-        &mut self,
-        _p: &DirectionParams<T>,
-        da_in: &Array2<T>,
-        da_hidden: &Array2<T>,
-        x: ArrayView2<'_, T>,
-        h_prev: ArrayView2<'_, T>,
-    ) {
-        self.w_ih += &da_in.t().dot(&x);
-        self.w_hh += &da_hidden.t().dot(&h_prev);
-        self.b_ih += &da_in.sum_axis(Axis(0));
-        self.b_hh += &da_hidden.sum_axis(Axis(0));
     }
 }
 
