@@ -543,6 +543,7 @@ def main() -> None:
 
     fixtures_family.write_all()
     __import__("fixtures_grads").write_all()  # gradient fixtures: tests/fixtures/grads/ only
+    __import__("fixtures_optim").write_all()  # optimizer fixtures: tests/fixtures/optim/ only
 
 
 if __name__ == "__main__":

@@ -406,6 +406,53 @@ pub enum Error {
         /// The state's last dimension.
         got: usize,
     },
+
+    // --- optimizers (`crate::optim`) ---------------------------------------------------
+    /// An optimizer option is out of range; the message is torch's `ValueError`
+    /// (`Invalid learning rate: -0.1`, ...).
+    #[error("{optimizer}: {message}")]
+    OptimizerOption {
+        /// torch's class name: `"SGD"`, `"Adam"` or `"AdamW"`.
+        optimizer: &'static str,
+        /// torch's message.
+        message: String,
+    },
+
+    /// A gradient given to an optimizer step does not have its parameter's shape.
+    #[error(
+        "gradient of parameter '{name}' has shape {}, expected the parameter's shape {}",
+        fmt_shape(got),
+        fmt_shape(expected)
+    )]
+    GradientParameterShape {
+        /// The parameter's name.
+        name: String,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+        /// The gradient's shape.
+        got: Vec<usize>,
+    },
+
+    /// An optimizer step got two gradients for one parameter.
+    #[error("parameter '{name}' has more than one gradient in this step: expected at most one")]
+    DuplicateGradient {
+        /// The parameter's name.
+        name: String,
+    },
+
+    /// `clip_grad_norm_` with `error_if_nonfinite` found a NaN or infinite total norm.
+    #[error(
+        "The total norm of order {} for gradients from `parameters` is non-finite, so it \
+         cannot be clipped. To disable this error and scale the gradients by the non-finite \
+         norm anyway, set `error_if_nonfinite=False`",
+        crate::optim::py_repr(*norm_type)
+    )]
+    NonFiniteNorm {
+        /// The norm's order `p`.
+        norm_type: f64,
+        /// The total norm found (NaN or infinite).
+        total_norm: f64,
+    },
 }
 
 /// Result alias for this crate.

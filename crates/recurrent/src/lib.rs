@@ -71,6 +71,7 @@ mod forward;
 pub mod io;
 mod kernels;
 pub mod module;
+pub mod optim;
 pub mod packed;
 pub mod params;
 pub mod reference;
