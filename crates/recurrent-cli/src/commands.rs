@@ -41,41 +41,68 @@ fn load_dict(path: &Path, prefix: Option<&str>) -> Result<(StateDict, String, Rn
 pub fn run(args: RunArgs) -> CliResult {
     let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
     let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
-    if let Some(batch_first) = args.batch_first {
+    let lengths = apply_flags(
+        &mut config,
+        &ModelFlags {
+            model: &args.model,
+            batch_first: args.batch_first,
+            nonlinearity: args.nonlinearity,
+            has_h0: args.h0.is_some(),
+            lstm_only: &[("--c0", args.c0.is_some()), ("--cn", args.cn.is_some())],
+            lengths: args.lengths.as_deref(),
+        },
+    )?;
+    match input {
+        NpyArray::F32(x) => run_typed::<f32>(&args, &dict, &prefix, config, x, lengths.as_deref()),
+        NpyArray::F64(x) => run_typed::<f64>(&args, &dict, &prefix, config, x, lengths.as_deref()),
+    }
+}
+
+/// The flags `run` and `backward` share, checked against the model's kind.
+struct ModelFlags<'a> {
+    model: &'a Path,
+    batch_first: Option<bool>,
+    nonlinearity: Option<crate::NonlinearityArg>,
+    has_h0: bool,
+    /// LSTM-only flags and whether each was given (`--c0`, `--cn`/`--grad-cn`).
+    lstm_only: &'a [(&'a str, bool)],
+    lengths: Option<&'a Path>,
+}
+
+/// Applies `--batch-first` and `--nonlinearity` to the inferred configuration, refuses
+/// flags that do not fit the model's kind, and reads `--lengths`.
+fn apply_flags(
+    config: &mut RnnConfig,
+    flags: &ModelFlags<'_>,
+) -> Result<Option<Vec<usize>>, String> {
+    let holds =
+        |config: &RnnConfig| format!("{} holds an {}", flags.model.display(), config.kind.name());
+    if let Some(batch_first) = flags.batch_first {
         config.batch_first = batch_first;
     }
-    if let Some(nonlinearity) = args.nonlinearity {
+    if let Some(nonlinearity) = flags.nonlinearity {
         if config.kind != Kind::Rnn {
             return Err(format!(
-                "--nonlinearity applies to RNN models only; {} holds an {}",
-                args.model.display(),
-                config.kind.name()
+                "--nonlinearity applies to RNN models only; {}",
+                holds(config)
             ));
         }
         config.nonlinearity = nonlinearity.into();
     }
     if config.kind != Kind::Lstm {
-        for (flag, given) in [("--c0", args.c0.is_some()), ("--cn", args.cn.is_some())] {
-            if given {
-                return Err(format!(
-                    "{flag} applies to LSTM models only; {} holds a {}",
-                    args.model.display(),
-                    config.kind.name()
-                ));
-            }
+        if let Some((flag, _)) = flags.lstm_only.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{flag} applies to LSTM models only; {}",
+                holds(config)
+            ));
         }
-    }
-    if config.kind == Kind::Lstm && args.h0.is_some() != args.c0.is_some() {
+    } else if flags.has_h0 != flags.lstm_only.first().is_some_and(|(_, given)| *given) {
         return Err("--h0 and --c0: an LSTM takes both initial states or neither".to_string());
     }
-    let lengths = match &args.lengths {
-        Some(path) => Some(npy::read_lengths(path).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    match input {
-        NpyArray::F32(x) => run_typed::<f32>(&args, &dict, &prefix, config, x, lengths.as_deref()),
-        NpyArray::F64(x) => run_typed::<f64>(&args, &dict, &prefix, config, x, lengths.as_deref()),
-    }
+    flags
+        .lengths
+        .map(|path| npy::read_lengths(path).map_err(|e| e.to_string()))
+        .transpose()
 }
 
 /// Reads a state file that must have the input's dtype.
@@ -340,40 +367,20 @@ fn init_typed<T: Float>(
 pub fn backward(args: BackwardArgs) -> CliResult {
     let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
     let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
-    if config.kind != Kind::Lstm {
-        for (flag, given) in [
-            ("--c0", args.c0.is_some()),
-            ("--grad-cn", args.grad_cn.is_some()),
-        ] {
-            if given {
-                return Err(format!(
-                    "{flag} applies to LSTM models only; {} holds a {}",
-                    args.model.display(),
-                    config.kind.name()
-                ));
-            }
-        }
-    }
-    if config.kind == Kind::Lstm && args.h0.is_some() != args.c0.is_some() {
-        return Err("--h0 and --c0: an LSTM takes both initial states or neither".to_string());
-    }
-    if let Some(batch_first) = args.batch_first {
-        config.batch_first = batch_first;
-    }
-    if let Some(nonlinearity) = args.nonlinearity {
-        if config.kind != Kind::Rnn {
-            return Err(format!(
-                "--nonlinearity applies to RNN models only; {} holds an {}",
-                args.model.display(),
-                config.kind.name()
-            ));
-        }
-        config.nonlinearity = nonlinearity.into();
-    }
-    let lengths = match &args.lengths {
-        Some(path) => Some(npy::read_lengths(path).map_err(|e| e.to_string())?),
-        None => None,
-    };
+    let lengths = apply_flags(
+        &mut config,
+        &ModelFlags {
+            model: &args.model,
+            batch_first: args.batch_first,
+            nonlinearity: args.nonlinearity,
+            has_h0: args.h0.is_some(),
+            lstm_only: &[
+                ("--c0", args.c0.is_some()),
+                ("--grad-cn", args.grad_cn.is_some()),
+            ],
+            lengths: args.lengths.as_deref(),
+        },
+    )?;
     match input {
         NpyArray::F32(x) => {
             backward_typed::<f32>(&args, &dict, &prefix, config, x, lengths.as_deref())
