@@ -75,8 +75,14 @@ fn apply_flags(
     config: &mut RnnConfig,
     flags: &ModelFlags<'_>,
 ) -> Result<Option<Vec<usize>>, String> {
-    let holds =
-        |config: &RnnConfig| format!("{} holds an {}", flags.model.display(), config.kind.name());
+    let holds = |config: &RnnConfig| {
+        let article = if config.kind == Kind::Gru { "a" } else { "an" };
+        format!(
+            "{} holds {article} {}",
+            flags.model.display(),
+            config.kind.name()
+        )
+    };
     if let Some(batch_first) = flags.batch_first {
         config.batch_first = batch_first;
     }
