@@ -25,6 +25,7 @@
 use ndarray::{s, Array1, Array2, Array3, ArrayD, ArrayView2, ArrayViewD, Axis, Ix3};
 
 use crate::config::{Kind, Nonlinearity, RnnConfig};
+use crate::dropout::DropoutMasks;
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::module::{Gru, Lstm, Rnn};
@@ -87,6 +88,30 @@ impl<T: Float> Rnn<T> {
             grad_h_n,
             None,
             None,
+            None,
+        )
+    }
+
+    /// [`Rnn::backward`] for the training forward [`Rnn::forward_with_masks`]: the same
+    /// dropout factors between layers.
+    pub fn backward_with_masks(
+        &self,
+        input: ArrayViewD<'_, T>,
+        h0: Option<ArrayViewD<'_, T>>,
+        masks: &DropoutMasks<T>,
+        grad_output: ArrayViewD<'_, T>,
+        grad_h_n: Option<ArrayViewD<'_, T>>,
+    ) -> Result<Gradients<T>> {
+        backward_layers(
+            self.layers(),
+            input,
+            h0,
+            None,
+            grad_output,
+            grad_h_n,
+            None,
+            None,
+            Some(masks),
         )
     }
 
@@ -108,6 +133,7 @@ impl<T: Float> Rnn<T> {
             grad_h_n,
             None,
             Some(lengths),
+            None,
         )
     }
 }
@@ -131,6 +157,29 @@ impl<T: Float> Gru<T> {
             grad_h_n,
             None,
             None,
+            None,
+        )
+    }
+
+    /// [`Gru::backward`] for [`Gru::forward_with_masks`].
+    pub fn backward_with_masks(
+        &self,
+        input: ArrayViewD<'_, T>,
+        h0: Option<ArrayViewD<'_, T>>,
+        masks: &DropoutMasks<T>,
+        grad_output: ArrayViewD<'_, T>,
+        grad_h_n: Option<ArrayViewD<'_, T>>,
+    ) -> Result<Gradients<T>> {
+        backward_layers(
+            self.layers(),
+            input,
+            h0,
+            None,
+            grad_output,
+            grad_h_n,
+            None,
+            None,
+            Some(masks),
         )
     }
 
@@ -152,6 +201,7 @@ impl<T: Float> Gru<T> {
             grad_h_n,
             None,
             Some(lengths),
+            None,
         )
     }
 }
@@ -181,6 +231,30 @@ impl<T: Float> Lstm<T> {
             grad_state.0,
             grad_state.1,
             None,
+            None,
+        )
+    }
+
+    /// [`Lstm::backward`] for [`Lstm::forward_with_masks`].
+    pub fn backward_with_masks(
+        &self,
+        input: ArrayViewD<'_, T>,
+        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        masks: &DropoutMasks<T>,
+        grad_output: ArrayViewD<'_, T>,
+        grad_state: LstmStateGrad<'_, T>,
+    ) -> Result<Gradients<T>> {
+        let (h0, c0) = state.unzip();
+        backward_layers(
+            self.layers(),
+            input,
+            h0,
+            c0,
+            grad_output,
+            grad_state.0,
+            grad_state.1,
+            None,
+            Some(masks),
         )
     }
 
@@ -203,6 +277,7 @@ impl<T: Float> Lstm<T> {
             grad_state.0,
             grad_state.1,
             Some(lengths),
+            None,
         )
     }
 }
@@ -230,6 +305,7 @@ fn backward_layers<T: Float>(
     grad_h_n: Option<ArrayViewD<'_, T>>,
     grad_c_n: Option<ArrayViewD<'_, T>>,
     lengths: Option<&[usize]>,
+    masks: Option<&DropoutMasks<T>>,
 ) -> Result<Gradients<T>> {
     let config = layers.config();
     let prepared = prepare_with_cell(config, input, h0, c0)?;
@@ -243,6 +319,9 @@ fn backward_layers<T: Float>(
         }
         None => vec![seq_len; batch],
     };
+    if let Some(masks) = masks {
+        masks.check(config, seq_len, batch)?;
+    }
     let states = directions * num_layers;
     let (out_shape, hn_shape, cn_shape) = if prepared.unbatched {
         (
@@ -338,9 +417,11 @@ fn backward_layers<T: Float>(
 
     // Forward, keeping every layer's output and every step's saved values.
     let mut outputs: Vec<Array3<T>> = Vec::with_capacity(num_layers);
+    // What each layer read: the input, then the previous layer's output through dropout.
+    let mut layer_inputs: Vec<Array3<T>> = vec![x0.clone()];
     let mut saved: Vec<Vec<Vec<Saved<T>>>> = Vec::with_capacity(num_layers);
     for layer in 0..num_layers {
-        let x = if layer == 0 { &x0 } else { &outputs[layer - 1] };
+        let x = &layer_inputs[layer];
         let mut out = Array3::zeros((seq_len, batch, directions * h_out));
         let mut layer_saved = Vec::with_capacity(directions);
         for direction in 0..directions {
@@ -367,6 +448,13 @@ fn backward_layers<T: Float>(
             }
             layer_saved.push(steps);
         }
+        if layer + 1 < num_layers {
+            let mut next = out.clone();
+            if let Some(masks) = masks {
+                next.zip_mut_with(&masks.masks()[layer], |v, &m| *v *= m);
+            }
+            layer_inputs.push(next);
+        }
         outputs.push(out);
         saved.push(layer_saved);
     }
@@ -376,7 +464,7 @@ fn backward_layers<T: Float>(
     let mut grad_h0 = Array3::<T>::zeros((states, batch, h_out));
     let mut grad_c0 = Array3::<T>::zeros((states, batch, hidden));
     for layer in (0..num_layers).rev() {
-        let x = if layer == 0 { &x0 } else { &outputs[layer - 1] };
+        let x = &layer_inputs[layer];
         let mut grad_x = Array3::<T>::zeros(x.raw_dim());
         #[allow(clippy::needless_range_loop)] // direction indexes params, saved and states alike
         for direction in 0..directions {
@@ -493,6 +581,10 @@ fn backward_layers<T: Float>(
                 };
                 param_grads.push((name.to_string(), g));
             }
+        }
+        // Into the previous layer's output, back through its dropout.
+        if let (Some(masks), true) = (masks, layer > 0) {
+            grad_x.zip_mut_with(&masks.masks()[layer - 1], |g, &m| *g *= m);
         }
         grad = grad_x;
     }

@@ -65,6 +65,7 @@
 pub mod backward;
 pub mod cells;
 pub mod config;
+pub mod dropout;
 pub mod element;
 pub mod error;
 mod forward;

@@ -6,6 +6,7 @@ use rand::Rng;
 use crate::config::{Kind, RnnConfig};
 use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::forward::Dropout;
 use crate::params::{DirectionParams, Layers};
 use crate::shape::{prepare, prepare_with_cell};
 
@@ -189,7 +190,7 @@ impl<T: Float> Rnn<T> {
         h0: Option<ArrayViewD<'_, T>>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(self.layers.config(), input, h0)?;
-        let (output, h_n) = crate::forward::forward(&self.layers, &prepared, None);
+        let (output, h_n) = crate::forward::forward(&self.layers, &prepared, Dropout::Off);
         Ok(finish(
             output.into_dyn(),
             h_n.into_dyn(),
@@ -207,7 +208,26 @@ impl<T: Float> Rnn<T> {
         rng: &mut R,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(self.layers.config(), input, h0)?;
-        let (output, h_n) = crate::forward::forward(&self.layers, &prepared, Some(rng));
+        let (output, h_n) = crate::forward::forward(&self.layers, &prepared, Dropout::Sample(rng));
+        Ok(finish(
+            output.into_dyn(),
+            h_n.into_dyn(),
+            prepared.unbatched,
+        ))
+    }
+
+    /// [`Rnn::forward_train`] with the dropout factors given (see [`crate::dropout`]), so
+    /// that [`Rnn::backward_with_masks`] can use the same ones.
+    pub fn forward_with_masks(
+        &self,
+        input: ArrayViewD<'_, T>,
+        h0: Option<ArrayViewD<'_, T>>,
+        masks: &crate::dropout::DropoutMasks<T>,
+    ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let prepared = prepare(self.layers.config(), input, h0)?;
+        masks.check(self.config(), prepared.seq_len(), prepared.batch())?;
+        let (output, h_n) =
+            crate::forward::forward(&self.layers, &prepared, Dropout::Masks(masks.masks()));
         Ok(finish(
             output.into_dyn(),
             h_n.into_dyn(),
@@ -262,7 +282,8 @@ impl<T: Float> Rnn<T> {
         lengths: &[usize],
         h0: Option<ArrayViewD<'_, T>>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
-        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, Some(lengths), None)?;
+        let (output, h_n, _) =
+            run_gated(&self.layers, input, h0, None, Some(lengths), Dropout::Off)?;
         Ok((output, h_n))
     }
 }
@@ -308,7 +329,7 @@ impl<T: Float> Lstm<T> {
         state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
     ) -> Result<(ArrayD<T>, LstmState<T>)> {
         let (h0, c0) = state.unzip();
-        let (output, h_n, c_n) = run_gated(&self.layers, input, h0, c0, None, None)?;
+        let (output, h_n, c_n) = run_gated(&self.layers, input, h0, c0, None, Dropout::Off)?;
         Ok((output, (h_n, c_n)))
     }
 
@@ -320,7 +341,28 @@ impl<T: Float> Lstm<T> {
         rng: &mut R,
     ) -> Result<(ArrayD<T>, LstmState<T>)> {
         let (h0, c0) = state.unzip();
-        let (output, h_n, c_n) = run_gated(&self.layers, input, h0, c0, None, Some(rng))?;
+        let (output, h_n, c_n) =
+            run_gated(&self.layers, input, h0, c0, None, Dropout::Sample(rng))?;
+        Ok((output, (h_n, c_n)))
+    }
+
+    /// [`Lstm::forward_train`] with the dropout factors given; see
+    /// [`Rnn::forward_with_masks`].
+    pub fn forward_with_masks(
+        &self,
+        input: ArrayViewD<'_, T>,
+        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        masks: &crate::dropout::DropoutMasks<T>,
+    ) -> Result<(ArrayD<T>, LstmState<T>)> {
+        let (h0, c0) = state.unzip();
+        let (output, h_n, c_n) = run_gated(
+            &self.layers,
+            input,
+            h0,
+            c0,
+            None,
+            Dropout::Masks(masks.masks()),
+        )?;
         Ok((output, (h_n, c_n)))
     }
 
@@ -332,7 +374,8 @@ impl<T: Float> Lstm<T> {
         state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
     ) -> Result<(ArrayD<T>, LstmState<T>)> {
         let (h0, c0) = state.unzip();
-        let (output, h_n, c_n) = run_gated(&self.layers, input, h0, c0, Some(lengths), None)?;
+        let (output, h_n, c_n) =
+            run_gated(&self.layers, input, h0, c0, Some(lengths), Dropout::Off)?;
         Ok((output, (h_n, c_n)))
     }
 }
@@ -363,7 +406,7 @@ impl<T: Float> Gru<T> {
         input: ArrayViewD<'_, T>,
         h0: Option<ArrayViewD<'_, T>>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
-        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, None, None)?;
+        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, None, Dropout::Off)?;
         Ok((output, h_n))
     }
 
@@ -374,7 +417,27 @@ impl<T: Float> Gru<T> {
         h0: Option<ArrayViewD<'_, T>>,
         rng: &mut R,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
-        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, None, Some(rng))?;
+        let (output, h_n, _) =
+            run_gated(&self.layers, input, h0, None, None, Dropout::Sample(rng))?;
+        Ok((output, h_n))
+    }
+
+    /// [`Gru::forward_train`] with the dropout factors given; see
+    /// [`Rnn::forward_with_masks`].
+    pub fn forward_with_masks(
+        &self,
+        input: ArrayViewD<'_, T>,
+        h0: Option<ArrayViewD<'_, T>>,
+        masks: &crate::dropout::DropoutMasks<T>,
+    ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let (output, h_n, _) = run_gated(
+            &self.layers,
+            input,
+            h0,
+            None,
+            None,
+            Dropout::Masks(masks.masks()),
+        )?;
         Ok((output, h_n))
     }
 
@@ -385,7 +448,8 @@ impl<T: Float> Gru<T> {
         lengths: &[usize],
         h0: Option<ArrayViewD<'_, T>>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
-        let (output, h_n, _) = run_gated(&self.layers, input, h0, None, Some(lengths), None)?;
+        let (output, h_n, _) =
+            run_gated(&self.layers, input, h0, None, Some(lengths), Dropout::Off)?;
         Ok((output, h_n))
     }
 }
@@ -398,7 +462,7 @@ fn run_gated<T: Float>(
     h0: Option<ArrayViewD<'_, T>>,
     c0: Option<ArrayViewD<'_, T>>,
     lengths: Option<&[usize]>,
-    rng: Option<&mut dyn rand::RngCore>,
+    dropout: Dropout<'_, T>,
 ) -> Result<(ArrayD<T>, ArrayD<T>, ArrayD<T>)> {
     let prepared = prepare_with_cell(layers.config(), input, h0, c0)?;
     let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
@@ -409,7 +473,10 @@ fn run_gated<T: Float>(
         }
         None => vec![seq_len; batch],
     };
-    let (output, h_n, c_n) = crate::forward::forward_gated(layers, &prepared, &lengths, rng);
+    if let Dropout::Masks(masks) = &dropout {
+        crate::dropout::DropoutMasks::from_masks(layers.config(), seq_len, batch, masks.to_vec())?;
+    }
+    let (output, h_n, c_n) = crate::forward::forward_gated(layers, &prepared, &lengths, dropout);
     let (output, h_n) = finish(output.into_dyn(), h_n.into_dyn(), prepared.unbatched);
     let c_n = if prepared.unbatched {
         c_n.into_dyn().remove_axis(Axis(1))

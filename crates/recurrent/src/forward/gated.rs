@@ -23,9 +23,9 @@ pub(crate) fn forward_gated<T: Float>(
     layers: &Layers<T>,
     prepared: &Prepared<'_, T>,
     lengths: &[usize],
-    dropout_rng: Option<&mut dyn rand::RngCore>,
+    dropout: super::stack::Dropout<'_, T>,
 ) -> (Array3<T>, Array3<T>, Array3<T>) {
-    let mut dropout_rng = dropout_rng;
+    let mut dropout = dropout;
     let config = layers.config();
     let directions = config.num_directions();
     let h_out = config.output_hidden_size();
@@ -89,11 +89,8 @@ pub(crate) fn forward_gated<T: Float>(
             c_n.index_axis_mut(Axis(0), index).assign(&c);
         }
         if let Some(buffer) = own.as_mut() {
-            if config.dropout > 0.0 {
-                if let Some(rng) = dropout_rng.as_deref_mut() {
-                    super::stack::apply_dropout(buffer, config.dropout, rng);
-                }
-            }
+            let steps = prepared.seq_len();
+            dropout.apply(layer, config.dropout, buffer, batch_first, 0..steps);
         }
         if own.is_some() {
             intermediate = own;

@@ -11,4 +11,4 @@ mod stack;
 
 pub(crate) use direction::matmul_acc;
 pub(crate) use gated::forward_gated;
-pub(crate) use stack::forward;
+pub(crate) use stack::{forward, Dropout};

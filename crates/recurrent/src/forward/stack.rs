@@ -19,15 +19,57 @@ use crate::shape::Prepared;
 /// Time steps per chunk when a unidirectional multi-layer stack runs in chunks.
 pub(crate) const CHUNK_STEPS: usize = 512;
 
+/// Dropout between layers: off (evaluation), drawn, or given.
+pub(crate) enum Dropout<'a, T> {
+    /// Evaluation mode.
+    Off,
+    /// Training mode, masks drawn from this generator.
+    Sample(&'a mut dyn rand::RngCore),
+    /// Training mode with these factors, `(L, N, D·H_out)` per layer boundary,
+    /// sequence-first.
+    Masks(&'a [Array3<T>]),
+}
+
+impl<T: Float> Dropout<'_, T> {
+    /// Applies dropout to the output of `layer` (not the last), a buffer in the input's
+    /// axis order covering time steps `time`.
+    pub(crate) fn apply(
+        &mut self,
+        layer: usize,
+        p: f64,
+        buffer: &mut Array3<T>,
+        batch_first: bool,
+        time: std::ops::Range<usize>,
+    ) {
+        match self {
+            Dropout::Off => {}
+            Dropout::Sample(rng) => {
+                if p > 0.0 {
+                    apply_dropout(buffer, p, *rng);
+                }
+            }
+            Dropout::Masks(masks) => {
+                let mask = masks[layer].slice_axis(Axis(0), time.into());
+                let mask = if batch_first {
+                    mask.permuted_axes([1, 0, 2])
+                } else {
+                    mask
+                };
+                buffer.zip_mut_with(&mask, |v, &m| *v *= m);
+            }
+        }
+    }
+}
+
 /// Runs the stack; returns `(output, h_n)` in batched form (output in the input's axis
-/// order, `h_n` as `(D * num_layers, N, H)`). With `dropout_rng`, the outputs of every
-/// layer but the last go through dropout (training mode).
+/// order, `h_n` as `(D * num_layers, N, H)`). In training mode (`dropout` not `Off`),
+/// the outputs of every layer but the last go through dropout.
 pub(crate) fn forward<T: Float>(
     rnn: &Layers<T>,
     prepared: &Prepared<'_, T>,
-    dropout_rng: Option<&mut dyn rand::RngCore>,
+    dropout: Dropout<'_, T>,
 ) -> (Array3<T>, Array3<T>) {
-    let mut dropout_rng = dropout_rng;
+    let mut dropout = dropout;
     let config = rnn.config();
     let input = prepared.input.view();
     let batch_first = prepared.batch_first;
@@ -42,7 +84,8 @@ pub(crate) fn forward<T: Float>(
             batch_first,
             prepared.h0,
             output.view_mut(),
-            &mut dropout_rng,
+            &mut dropout,
+            0..seq_len,
         );
         return (output, h_n);
     }
@@ -69,7 +112,8 @@ pub(crate) fn forward<T: Float>(
             false,
             state.as_ref().map(|h| h.view()),
             chunk_out.view_mut(),
-            &mut dropout_rng,
+            &mut dropout,
+            start..end,
         );
         let mut target = output.slice_axis_mut(time, (start..end).into());
         if batch_first {
@@ -94,7 +138,8 @@ fn forward_block<T: Float>(
     batch_first: bool,
     h0: Option<ArrayView3<'_, T>>,
     mut output: ArrayViewMut3<'_, T>,
-    dropout_rng: &mut Option<&mut dyn rand::RngCore>,
+    dropout: &mut Dropout<'_, T>,
+    time: std::ops::Range<usize>,
 ) -> Array3<T> {
     let config = rnn.config();
     let hidden = config.hidden_size;
@@ -169,11 +214,7 @@ fn forward_block<T: Float>(
                 .assign(&out.index_axis(time_axis, last).slice(cols));
         }
         if let Some(buffer) = own.as_mut() {
-            if config.dropout > 0.0 {
-                if let Some(rng) = dropout_rng.as_deref_mut() {
-                    apply_dropout(buffer, config.dropout, rng);
-                }
-            }
+            dropout.apply(layer, config.dropout, buffer, batch_first, time.clone());
         }
         if own.is_some() {
             intermediate = own;
