@@ -55,156 +55,96 @@ impl<T> Gradients<T> {
     }
 }
 
-impl<T: Float> Rnn<T> {
-    /// The gradients of `sum(output * grad_output) + sum(h_n * grad_h_n)` with respect to
-    /// every parameter, the input and h_0 — what `loss.backward()` gives in torch, in
-    /// evaluation mode (no dropout). `grad_output` has the output's shape and
-    /// `grad_h_n` (zeros when `None`) h_n's.
-    ///
-    /// ```
-    /// use ndarray::Array3;
-    /// use recurrent::{Rnn, RnnConfig};
-    /// let rnn = Rnn::<f64>::seeded(RnnConfig::new(3, 4).num_layers(2), 0)?;
-    /// let x = Array3::<f64>::from_elem((5, 2, 3), 0.1);
-    /// let go = Array3::<f64>::ones((5, 2, 4)); // loss = sum(output)
-    /// let grads = rnn.backward(x.view().into_dyn(), None, go.view().into_dyn(), None)?;
-    /// assert_eq!(grads.parameter("weight_hh_l1").unwrap().shape(), [4, 4]);
-    /// assert_eq!(grads.input.shape(), [5, 2, 3]);
-    /// # Ok::<(), recurrent::Error>(())
-    /// ```
-    pub fn backward(
-        &self,
-        input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
-        grad_output: ArrayViewD<'_, T>,
-        grad_h_n: Option<ArrayViewD<'_, T>>,
-    ) -> Result<Gradients<T>> {
-        backward_layers(
-            self.layers(),
-            input,
-            h0,
-            None,
-            grad_output,
-            grad_h_n,
-            None,
-            None,
-            None,
-        )
-    }
+/// The backward methods of the layers whose only state is h (RNN, GRU).
+macro_rules! h_state_backward {
+    ($ty:ident) => {
+        impl<T: Float> $ty<T> {
+            /// The gradients of `sum(output * grad_output) + sum(h_n * grad_h_n)` with
+            /// respect to every parameter, the input and h_0 — what `loss.backward()`
+            /// gives in torch, in evaluation mode. `grad_output` has the output's shape
+            /// and `grad_h_n` (zeros when `None`) h_n's.
+            ///
+            /// ```
+            /// use ndarray::Array3;
+            /// use recurrent::{Rnn, RnnConfig};
+            /// let rnn = Rnn::<f64>::seeded(RnnConfig::new(3, 4).num_layers(2), 0)?;
+            /// let x = Array3::<f64>::from_elem((5, 2, 3), 0.1);
+            /// let go = Array3::<f64>::ones((5, 2, 4)); // loss = sum(output)
+            /// let grads = rnn.backward(x.view().into_dyn(), None, go.view().into_dyn(), None)?;
+            /// assert_eq!(grads.parameter("weight_hh_l1").unwrap().shape(), [4, 4]);
+            /// assert_eq!(grads.input.shape(), [5, 2, 3]);
+            /// # Ok::<(), recurrent::Error>(())
+            /// ```
+            pub fn backward(
+                &self,
+                input: ArrayViewD<'_, T>,
+                h0: Option<ArrayViewD<'_, T>>,
+                grad_output: ArrayViewD<'_, T>,
+                grad_h_n: Option<ArrayViewD<'_, T>>,
+            ) -> Result<Gradients<T>> {
+                backward_layers(
+                    self.layers(),
+                    input,
+                    h0,
+                    None,
+                    grad_output,
+                    grad_h_n,
+                    None,
+                    None,
+                    None,
+                )
+            }
 
-    /// [`Rnn::backward`] for the training forward [`Rnn::forward_with_masks`]: the same
-    /// dropout factors between layers.
-    pub fn backward_with_masks(
-        &self,
-        input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
-        masks: &DropoutMasks<T>,
-        grad_output: ArrayViewD<'_, T>,
-        grad_h_n: Option<ArrayViewD<'_, T>>,
-    ) -> Result<Gradients<T>> {
-        backward_layers(
-            self.layers(),
-            input,
-            h0,
-            None,
-            grad_output,
-            grad_h_n,
-            None,
-            None,
-            Some(masks),
-        )
-    }
+            /// `backward` for the training forward `forward_with_masks`: the same
+            /// dropout factors between layers.
+            pub fn backward_with_masks(
+                &self,
+                input: ArrayViewD<'_, T>,
+                h0: Option<ArrayViewD<'_, T>>,
+                masks: &DropoutMasks<T>,
+                grad_output: ArrayViewD<'_, T>,
+                grad_h_n: Option<ArrayViewD<'_, T>>,
+            ) -> Result<Gradients<T>> {
+                backward_layers(
+                    self.layers(),
+                    input,
+                    h0,
+                    None,
+                    grad_output,
+                    grad_h_n,
+                    None,
+                    None,
+                    Some(masks),
+                )
+            }
 
-    /// [`Rnn::backward`] for the variable-length forward [`Rnn::forward_padded`].
-    pub fn backward_padded(
-        &self,
-        input: ArrayViewD<'_, T>,
-        lengths: &[usize],
-        h0: Option<ArrayViewD<'_, T>>,
-        grad_output: ArrayViewD<'_, T>,
-        grad_h_n: Option<ArrayViewD<'_, T>>,
-    ) -> Result<Gradients<T>> {
-        backward_layers(
-            self.layers(),
-            input,
-            h0,
-            None,
-            grad_output,
-            grad_h_n,
-            None,
-            Some(lengths),
-            None,
-        )
-    }
+            /// `backward` for the variable-length forward `forward_padded`.
+            pub fn backward_padded(
+                &self,
+                input: ArrayViewD<'_, T>,
+                lengths: &[usize],
+                h0: Option<ArrayViewD<'_, T>>,
+                grad_output: ArrayViewD<'_, T>,
+                grad_h_n: Option<ArrayViewD<'_, T>>,
+            ) -> Result<Gradients<T>> {
+                backward_layers(
+                    self.layers(),
+                    input,
+                    h0,
+                    None,
+                    grad_output,
+                    grad_h_n,
+                    None,
+                    Some(lengths),
+                    None,
+                )
+            }
+        }
+    };
 }
 
-impl<T: Float> Gru<T> {
-    /// The gradients of `sum(output * grad_output) + sum(h_n * grad_h_n)`; see
-    /// [`Rnn::backward`].
-    pub fn backward(
-        &self,
-        input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
-        grad_output: ArrayViewD<'_, T>,
-        grad_h_n: Option<ArrayViewD<'_, T>>,
-    ) -> Result<Gradients<T>> {
-        backward_layers(
-            self.layers(),
-            input,
-            h0,
-            None,
-            grad_output,
-            grad_h_n,
-            None,
-            None,
-            None,
-        )
-    }
-
-    /// [`Gru::backward`] for [`Gru::forward_with_masks`].
-    pub fn backward_with_masks(
-        &self,
-        input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
-        masks: &DropoutMasks<T>,
-        grad_output: ArrayViewD<'_, T>,
-        grad_h_n: Option<ArrayViewD<'_, T>>,
-    ) -> Result<Gradients<T>> {
-        backward_layers(
-            self.layers(),
-            input,
-            h0,
-            None,
-            grad_output,
-            grad_h_n,
-            None,
-            None,
-            Some(masks),
-        )
-    }
-
-    /// [`Gru::backward`] for [`Gru::forward_padded`].
-    pub fn backward_padded(
-        &self,
-        input: ArrayViewD<'_, T>,
-        lengths: &[usize],
-        h0: Option<ArrayViewD<'_, T>>,
-        grad_output: ArrayViewD<'_, T>,
-        grad_h_n: Option<ArrayViewD<'_, T>>,
-    ) -> Result<Gradients<T>> {
-        backward_layers(
-            self.layers(),
-            input,
-            h0,
-            None,
-            grad_output,
-            grad_h_n,
-            None,
-            Some(lengths),
-            None,
-        )
-    }
-}
+h_state_backward!(Rnn);
+h_state_backward!(Gru);
 
 /// The gradients with respect to `h_n` and `c_n` given to [`Lstm::backward`] (zeros
 /// where `None`).
