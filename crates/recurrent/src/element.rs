@@ -61,6 +61,10 @@ pub trait Float:
     /// `tanh` of every element in place: for `f32` a vectorised approximation within
     /// ~1e-7 of the exact value (`kernels/tanh.rs`), for `f64` libm's `tanh`.
     fn tanh_slice(xs: &mut [Self]);
+    /// `tanh` of one value, as [`Float::tanh_slice`] computes it, for inlining into a
+    /// fused loop (`FMA`: in a function compiled with FMA, as the slice version is
+    /// where the CPU has it).
+    fn tanh_inline<const FMA: bool>(self) -> Self;
     /// Reads one value from little-endian bytes (`bytes.len() == size_of::<Self>()`).
     fn from_le_slice(bytes: &[u8]) -> Self;
     /// Appends the little-endian bytes of `self` to `out`.
@@ -96,12 +100,17 @@ impl Float for f32 {
     fn tanh_slice(xs: &mut [Self]) {
         crate::kernels::tanh_slice_f32(xs)
     }
+    #[inline(always)]
+    fn tanh_inline<const FMA: bool>(self) -> Self {
+        crate::kernels::tanh_f32_with::<FMA>(self)
+    }
     fn of(x: f64) -> Self {
         x as f32
     }
     fn as_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
     fn relu(self) -> Self {
         if self < 0.0 {
             0.0
@@ -144,12 +153,17 @@ impl Float for f64 {
             *x = x.tanh();
         }
     }
+    #[inline(always)]
+    fn tanh_inline<const FMA: bool>(self) -> Self {
+        self.tanh()
+    }
     fn of(x: f64) -> Self {
         x
     }
     fn as_f64(self) -> f64 {
         self
     }
+    #[inline(always)]
     fn relu(self) -> Self {
         if self < 0.0 {
             0.0

@@ -62,6 +62,22 @@ fn column_split_products_for_batch_one() {
 }
 
 #[test]
+fn narrow_layers_split_by_batch() {
+    // H < 16 runs the fused narrow kernel; N = 37 with enough work splits the batch
+    // unevenly between two threads.
+    let config = RnnConfig::new(15, 15).num_layers(2);
+    check::<f32>(config.clone(), &[40, 37, 15], true);
+    check::<f64>(
+        config
+            .batch_first(true)
+            .bidirectional(true)
+            .nonlinearity(Nonlinearity::Relu),
+        &[37, 40, 15],
+        true,
+    );
+}
+
+#[test]
 fn bidirectional_layers_in_parallel() {
     let config = RnnConfig::new(5, 17).num_layers(3).bidirectional(true);
     check::<f32>(config.clone(), &[6, 4, 5], true);

@@ -3,7 +3,7 @@
 use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, ShapeBuilder};
 
 use crate::element::Float;
-use crate::kernels::{gemm, gemv_rows, Activation};
+use crate::kernels::{gemm, gemv_rows, narrow_scan, Activation};
 use crate::params::{DirectionParams, Packed};
 
 /// `y = x · Wᵀ + beta · y`, with `w` (H, K) as torch stores it and `wt` its packed
@@ -246,6 +246,17 @@ pub(super) fn scan<T: Float, A: Activation>(
     if rows == 0 {
         return;
     }
+    if scan_narrow::<T, A>(
+        packed,
+        input,
+        output.view_mut(),
+        batch_first,
+        h0,
+        reverse,
+        threads,
+    ) {
+        return;
+    }
 
     // 1. Input projection of all time steps: out = x W_ih^T (+ b_ih + b_hh).
     {
@@ -304,6 +315,53 @@ pub(super) fn scan<T: Float, A: Activation>(
         return;
     }
     recur::<T, A>(seq, params, packed, h0, reverse, threads);
+}
+
+/// A direction with `H < 16` through the fused kernel ([`narrow_scan`]), the batch split
+/// in halves between two threads when it is large enough to pay for the fork. Returns
+/// `false`, having written nothing, when the kernel does not apply.
+fn scan_narrow<T: Float, A: Activation>(
+    packed: &Packed<T>,
+    input: ArrayView3<'_, T>,
+    output: ArrayViewMut3<'_, T>,
+    batch_first: bool,
+    h0: Option<ArrayView2<'_, T>>,
+    reverse: bool,
+    threads: usize,
+) -> bool {
+    let (Some(w_ih_t), Some(w_hh_t)) = (packed.w_ih_t.as_slice(), packed.w_hh_t.as_slice()) else {
+        return false;
+    };
+    let bias = match &packed.bias {
+        Some(b) => match b.as_slice() {
+            Some(b) => Some(b),
+            None => return false,
+        },
+        None => None,
+    };
+    let time_major = [usize::from(batch_first), usize::from(!batch_first), 2];
+    let x = input.permuted_axes(time_major);
+    let y = output.permuted_axes(time_major);
+    let (seq_len, batch, hidden) = y.dim();
+    let run = |x, y, h0| narrow_scan::<T, A>(x, w_ih_t, w_hh_t, bias, h0, y, reverse);
+    let macs = seq_len * batch * hidden * (hidden + x.len_of(Axis(2)));
+    if threads < 2 || batch < 16 || macs < PARALLEL_MIN_MACS {
+        return run(x, y, h0);
+    }
+    let half = batch / 2;
+    let (x0, x1) = x.split_at(Axis(1), half);
+    let (y0, y1) = y.split_at(Axis(1), half);
+    let (h0_0, h0_1) = match h0 {
+        Some(h) => {
+            let (a, b) = h.split_at(Axis(0), half);
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    // Both halves have the same shapes and strides, so both apply or neither does.
+    let (a, b) = rayon::join(|| run(x0, y0, h0_0), || run(x1, y1, h0_1));
+    debug_assert_eq!(a, b);
+    a && b
 }
 
 /// The step loop over `seq` (time-major `(L, N, H)`, holding the input projection):

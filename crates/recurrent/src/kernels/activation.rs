@@ -7,6 +7,10 @@ pub(crate) trait Activation {
     /// Applies the activation.
     fn apply<T: Float>(x: T) -> T;
 
+    /// Applies the activation as the fused kernels do, inlined into their loop: the same
+    /// values as [`Activation::apply_slice`].
+    fn apply_inline<T: Float, const FMA: bool>(x: T) -> T;
+
     /// Applies the activation to every element of a contiguous slice.
     fn apply_slice<T: Float>(xs: &mut [T]) {
         for x in xs {
@@ -30,11 +34,21 @@ impl Activation for Tanh {
     fn apply_slice<T: Float>(xs: &mut [T]) {
         T::tanh_slice(xs)
     }
+
+    #[inline(always)]
+    fn apply_inline<T: Float, const FMA: bool>(x: T) -> T {
+        x.tanh_inline::<FMA>()
+    }
 }
 
 impl Activation for Relu {
     #[inline]
     fn apply<T: Float>(x: T) -> T {
+        x.relu()
+    }
+
+    #[inline(always)]
+    fn apply_inline<T: Float, const FMA: bool>(x: T) -> T {
         x.relu()
     }
 }

@@ -5,13 +5,15 @@ mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod isa;
 mod matvec;
+mod narrow;
 mod packed_gemm;
 mod tanh;
 
 pub(crate) use activation::{Activation, Relu, Tanh};
 pub(crate) use gemm::gemm;
 pub(crate) use matvec::gemv_rows;
-pub(crate) use tanh::tanh_slice_f32;
+pub(crate) use narrow::narrow_scan;
+pub(crate) use tanh::{tanh_f32_with, tanh_slice_f32};
 
 use crate::element::Float;
 
