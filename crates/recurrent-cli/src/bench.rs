@@ -128,7 +128,8 @@ fn time_forward<T: Float>(
         Array3::from_shape_simple_fn((args.seq_len, args.batch, args.input_size), || {
             T::of(rng.random::<f64>() * 2.0 - 1.0)
         });
-    let input: ArrayD<T> = input.into_dyn();
+    let input3 = input.view();
+    let input: ArrayD<T> = input.clone().into_dyn();
     let stream = args.stream;
     let train = args.train;
     // loss = sum(output): its gradient with respect to the output is all ones.
@@ -137,13 +138,11 @@ fn time_forward<T: Float>(
     let call = || -> recurrent::Result<(usize, usize)> {
         match &model {
             Model::Rnn(rnn) if stream => {
-                // One step per feed, as a caller streaming a live sequence would.
+                // One step at a time, as a caller with a live input would.
                 let mut s = rnn.stream(None)?;
                 let mut n = 0;
-                for t in 0..input.len_of(ndarray::Axis(0)) {
-                    n += s
-                        .feed(input.slice_axis(ndarray::Axis(0), (t..t + 1).into()))?
-                        .len();
+                for x_t in input3.outer_iter() {
+                    n += s.step(x_t)?.len();
                 }
                 Ok((n, s.state().map_or(0, |h| h.len())))
             }

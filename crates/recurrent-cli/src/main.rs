@@ -225,7 +225,8 @@ struct BenchArgs {
     #[arg(long)]
     train: bool,
     /// Time streaming instead: the sequence fed one step at a time through
-    /// `Rnn::stream` (unidirectional only); the time reported is for the whole sequence.
+    /// `RnnStream::step` (unidirectional only); the time reported is for the whole
+    /// sequence.
     #[arg(long)]
     stream: bool,
     /// Minimum total measuring time in seconds.

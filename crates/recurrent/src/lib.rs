@@ -77,6 +77,7 @@ pub mod packed;
 pub mod params;
 pub mod reference;
 mod shape;
+pub mod stream;
 
 /// Kernel entry points for `benches/kernels.rs`; not a stable API.
 #[doc(hidden)]
@@ -98,5 +99,6 @@ pub use cells::{GruCell, LstmCell, RnnCell};
 pub use config::{Kind, Nonlinearity, RnnConfig};
 pub use element::{Dtype, Float};
 pub use error::{Error, Result};
-pub use module::{Gru, Lstm, LstmState, Rnn, RnnStream};
+pub use module::{Gru, Lstm, LstmState, Rnn};
 pub use packed::PackedSequence;
+pub use stream::RnnStream;
