@@ -296,7 +296,6 @@ impl<T: Float> Core<T> {
         if x.ncols() > 0 && !y.is_empty() {
             matmul_acc(
                 x,
-                &self.params.w_ih,
                 &self.packed.w_ih_t,
                 beta,
                 &mut y.view_mut(),
@@ -311,7 +310,6 @@ impl<T: Float> Core<T> {
         if h.ncols() > 0 && !y.is_empty() {
             matmul_acc(
                 h,
-                &self.params.w_hh,
                 &self.packed.w_hh_t,
                 T::one(),
                 &mut y.view_mut(),

@@ -185,8 +185,7 @@ impl<T: Float> RnnStream<'_, T> {
             self.scratch = Array2::zeros((batch, hidden));
         }
         let y = &mut self.scratch;
-        let all = self.rnn.layers().all_direction_params();
-        for (layer, params) in all.iter().enumerate().take(layers) {
+        for layer in 0..layers {
             let packed = self.rnn.layers().packed(layer);
             // Layers below this one already hold this step's state: the input of this one.
             let (below, mut rest) = state.view_mut().split_at(Axis(0), layer);
@@ -204,15 +203,8 @@ impl<T: Float> RnnStream<'_, T> {
                 None => T::zero(),
             };
             let mut yv = y.view_mut();
-            matmul_acc(&input, &params.w_ih, &packed.w_ih_t, beta, &mut yv, 1);
-            matmul_acc(
-                &h.view(),
-                &params.w_hh,
-                &packed.w_hh_t,
-                T::one(),
-                &mut yv,
-                1,
-            );
+            matmul_acc(&input, &packed.w_ih_t, beta, &mut yv, 1);
+            matmul_acc(&h.view(), &packed.w_hh_t, T::one(), &mut yv, 1);
             match y.as_slice_mut() {
                 Some(values) => match config.nonlinearity {
                     crate::Nonlinearity::Tanh => T::tanh_slice(values),

@@ -1,13 +1,15 @@
 //! Scan one direction of one layer over time.
 
-use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, ShapeBuilder};
+use ndarray::{
+    s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, ShapeBuilder,
+};
 
 use crate::element::Float;
 use crate::kernels::{gemm, gemv_rows, narrow_scan, Activation};
-use crate::params::{DirectionParams, Packed};
+use crate::params::Packed;
 
-/// `y = x · Wᵀ + beta · y`, with `w` (H, K) as torch stores it and `wt` its packed
-/// transpose (K, H).
+/// `y = x · Wᵀ + beta · y`, with `wt` the packed transpose `Wᵀ` (K, ≥H) of a weight `W`
+/// (H, K) as torch stores it.
 ///
 /// The backend is chosen by shape, from `cargo bench -p recurrent --bench kernels` (see
 /// the README): the packed-weight kernels (no per-call packing) win on every per-step
@@ -17,7 +19,6 @@ use crate::params::{DirectionParams, Packed};
 /// split between two threads.
 pub(crate) fn matmul_acc<T: Float>(
     x: &ArrayView2<'_, T>,
-    w: &Array2<T>,
     wt: &Array2<T>,
     beta: T,
     y: &mut ArrayViewMut2<'_, T>,
@@ -28,21 +29,19 @@ pub(crate) fn matmul_acc<T: Float>(
     }
     let (m, k) = x.dim();
     let h = y.ncols();
-    let product = |x: &ArrayView2<'_, T>,
-                   wt_cols: &[T],
-                   w_rows: ArrayView2<'_, T>,
-                   y: &mut ArrayViewMut2<'_, T>| {
+    let b = wt.slice(s![.., ..h]);
+    let product = |x: &ArrayView2<'_, T>, wt_cols: &[T], y: &mut ArrayViewMut2<'_, T>| {
         if m >= CRATE_GEMM_MIN_ROWS && k * h >= CRATE_GEMM_MIN_WEIGHT {
-            gemm(x, &w_rows.t(), T::one(), y)
+            gemm(x, &b, T::one(), y)
         } else {
             gemv_rows(x, wt_cols, wt.ncols(), y)
         }
     };
     let Some(wt_all) = wt.as_slice() else {
-        return gemm(x, &w.t(), T::one(), y);
+        return gemm(x, &b, T::one(), y);
     };
     if threads < 2 || m * k * h < PARALLEL_MIN_MACS {
-        return product(x, wt_all, w.view(), y);
+        return product(x, wt_all, y);
     }
     if m >= 16 {
         // Split the rows: both halves read the whole weight.
@@ -50,8 +49,8 @@ pub(crate) fn matmul_acc<T: Float>(
         let (x0, x1) = x.view().split_at(Axis(0), half);
         let (mut y0, mut y1) = y.view_mut().split_at(Axis(0), half);
         rayon::join(
-            || product(&x0, wt_all, w.view(), &mut y0),
-            || product(&x1, wt_all, w.view(), &mut y1),
+            || product(&x0, wt_all, &mut y0),
+            || product(&x1, wt_all, &mut y1),
         );
     } else {
         // Few rows: split the columns, each thread streaming half of the weight.
@@ -232,7 +231,6 @@ fn activate<T: Float, A: Activation>(y: &mut ArrayViewMut2<'_, T>) {
 /// The final state is the output row at the last step scanned.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scan<T: Float, A: Activation>(
-    params: &DirectionParams<T>,
     packed: &Packed<T>,
     input: ArrayView3<'_, T>,
     mut output: ArrayViewMut3<'_, T>,
@@ -275,7 +273,7 @@ pub(super) fn scan<T: Float, A: Activation>(
             }
             None => T::zero(),
         };
-        matmul_acc(&x2, &params.w_ih, &packed.w_ih_t, beta, &mut proj, threads);
+        matmul_acc(&x2, &packed.w_ih_t, beta, &mut proj, threads);
     }
 
     // 2. The recurrence, in time-major view: out[t] = act(out[t] + h_{t-1} W_hh^T).
@@ -309,12 +307,12 @@ pub(super) fn scan<T: Float, A: Activation>(
             None => (None, None),
         };
         rayon::join(
-            || recur::<T, A>(seq0, params, packed, h0_0, reverse, 1),
-            || recur::<T, A>(seq1, params, packed, h0_1, reverse, 1),
+            || recur::<T, A>(seq0, packed, h0_0, reverse, 1),
+            || recur::<T, A>(seq1, packed, h0_1, reverse, 1),
         );
         return;
     }
-    recur::<T, A>(seq, params, packed, h0, reverse, threads);
+    recur::<T, A>(seq, packed, h0, reverse, threads);
 }
 
 /// A direction with `H < 16` through the fused kernel ([`narrow_scan`]), the batch split
@@ -368,7 +366,6 @@ fn scan_narrow<T: Float, A: Activation>(
 /// `out[t] = act(out[t] + h_{t-1} W_hhᵀ)`.
 fn recur<T: Float, A: Activation>(
     mut seq: ArrayViewMut3<'_, T>,
-    params: &DirectionParams<T>,
     packed: &Packed<T>,
     h0: Option<ArrayView2<'_, T>>,
     reverse: bool,
@@ -389,10 +386,10 @@ fn recur<T: Float, A: Activation>(
             let prev = (step > 0).then(|| prev.index_axis_move(Axis(0), t - 1));
             (cur, prev)
         };
-        let w = (&params.w_hh, &packed.w_hh_t);
+        let w = &packed.w_hh_t;
         match (previous, &h0) {
-            (Some(prev), _) => matmul_acc(&prev.view(), w.0, w.1, T::one(), &mut current, threads),
-            (None, Some(h)) => matmul_acc(h, w.0, w.1, T::one(), &mut current, threads),
+            (Some(prev), _) => matmul_acc(&prev.view(), w, T::one(), &mut current, threads),
+            (None, Some(h)) => matmul_acc(h, w, T::one(), &mut current, threads),
             (None, None) => {}
         }
         activate::<T, A>(&mut current);

@@ -156,7 +156,7 @@ fn scan<T: Float>(
             }
             None => T::zero(),
         };
-        matmul_acc(&x2, &params.w_ih, &packed.w_ih_t, beta, &mut gx2, threads);
+        matmul_acc(&x2, &packed.w_ih_t, beta, &mut gx2, threads);
     }
     let b_hn = match kind {
         Kind::Gru => packed.gru_bias.as_ref().map(|(_, b_hn)| b_hn),
@@ -176,7 +176,6 @@ fn scan<T: Float>(
     let step = StepWeights {
         kind,
         nonlinearity,
-        params,
         packed,
         b_hn: b_hn.and_then(|b| b.as_slice()),
         hidden,
@@ -213,7 +212,6 @@ fn scan<T: Float>(
 struct StepWeights<'a, T> {
     kind: Kind,
     nonlinearity: Nonlinearity,
-    params: &'a DirectionParams<T>,
     packed: &'a Packed<T>,
     b_hn: Option<&'a [T]>,
     hidden: usize,
@@ -245,7 +243,6 @@ fn recur<T: Float>(
         let t = if w.reverse { seq_len - 1 - step } else { step };
         matmul_acc(
             &h.view(),
-            &w.params.w_hh,
             &w.packed.w_hh_t,
             T::zero(),
             &mut gh.view_mut(),
@@ -306,11 +303,10 @@ fn recur<T: Float>(
                         *v = (o * half + half) * *v;
                     }
                 }
-                match (&w.params.w_hr, &w.packed.w_hr_t) {
-                    (Some(w_hr), Some(w_hr_t)) => {
+                match &w.packed.w_hr_t {
+                    Some(w_hr_t) => {
                         matmul_acc(
                             &aux.view(),
-                            w_hr,
                             w_hr_t,
                             T::zero(),
                             &mut h_proj.view_mut(),
@@ -318,7 +314,7 @@ fn recur<T: Float>(
                         );
                         commit_rows(&h_proj, &mut h, t, lengths);
                     }
-                    _ => commit_rows(&aux, &mut h, t, lengths),
+                    None => commit_rows(&aux, &mut h, t, lengths),
                 }
             }
             Kind::Gru => {

@@ -185,7 +185,6 @@ fn forward_block<T: Float>(
                 let index = layer * directions + direction;
                 let h0 = h0.as_ref().map(|h| h.index_axis(Axis(0), index));
                 scan_direction(
-                    &rnn.all_direction_params()[index],
                     rnn.packed(index),
                     layer_input.view(),
                     half,
