@@ -93,6 +93,12 @@ pub mod __bench {
     ) {
         crate::kernels::gemv_rows(x, wt, ldw, y)
     }
+
+    /// How long a recurrence split between two threads waits for the second one before
+    /// running alone (default 200 µs); process-wide.
+    pub fn set_helper_wait(wait: std::time::Duration) {
+        crate::forward::set_helper_wait(wait)
+    }
 }
 
 pub use cells::{GruCell, LstmCell, RnnCell};

@@ -8,6 +8,14 @@ use common::{assert_close, random_array};
 use ndarray::ArrayD;
 use recurrent::{reference, Float, Nonlinearity, Rnn, RnnConfig};
 
+/// The recurrences split between two threads wait up to 200 µs for the second one by
+/// default, and a worker the OS put to sleep can take milliseconds to wake here; a long
+/// wait makes the two-thread paths run every time. (No test in this file keeps a worker
+/// busy: those are in busy_pool.rs, a separate process.)
+fn wait_for_helpers() {
+    recurrent::__bench::set_helper_wait(std::time::Duration::from_secs(10));
+}
+
 fn input<T: Float>(shape: &[usize], seed: u64) -> ArrayD<T> {
     random_array(shape, seed, 0.8)
 }
@@ -90,6 +98,7 @@ fn bidirectional_layers_in_parallel() {
 
 #[test]
 fn long_batch_one_recurrence_split_across_two_threads() {
+    wait_for_helpers();
     // N * H * H * L >= 2^24 with N < 16 and H >= 256: the recurrence runs on two threads
     // meeting at a per-step barrier.
     let config = RnnConfig::new(8, 512);
@@ -99,39 +108,6 @@ fn long_batch_one_recurrence_split_across_two_threads() {
         &[2, 40, 8],
         true,
     );
-}
-
-#[test]
-fn split_recurrence_does_without_a_busy_pool() {
-    // Occupy one of the two workers; the split must notice that nobody takes the second
-    // half and run the recurrence on one thread, with the same numbers.
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let config = RnnConfig::new(8, 512);
-    let rnn = Rnn::<f32>::seeded(config, 3).unwrap();
-    let x = input::<f32>(&[70, 1, 8], 7);
-    let (want, _) = reference::forward(&rnn, x.view(), None).unwrap();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    let release = Arc::new(AtomicBool::new(false));
-    let started = Arc::new(AtomicBool::new(false));
-    {
-        let (release, started) = (release.clone(), started.clone());
-        pool.spawn(move || {
-            started.store(true, Ordering::Release);
-            while !release.load(Ordering::Acquire) {
-                std::thread::yield_now();
-            }
-        });
-    }
-    while !started.load(Ordering::Acquire) {
-        std::thread::yield_now();
-    }
-    let (out, _) = pool.install(|| rnn.forward(x.view(), None)).unwrap();
-    release.store(true, Ordering::Release);
-    assert_close(&out, &want, "split with a busy pool");
 }
 
 #[test]
@@ -179,6 +155,89 @@ fn lstm_and_gru_threaded_paths_with_lengths_match_the_reference() {
             assert_close(&h, &want_h, &format!("{kind} threads={threads}: h_n"));
         }
     }
+}
+
+/// An LSTM or GRU layer with lengths through the fast path on a pool of `threads`.
+fn gated_forward<T: recurrent::Float>(
+    kind: &str,
+    layers: &recurrent::params::Layers<T>,
+    x: &ndarray::ArrayD<T>,
+    lengths: &[usize],
+    h0: &ndarray::ArrayD<T>,
+    c0: &ndarray::ArrayD<T>,
+    pool: &rayon::ThreadPool,
+) -> (ndarray::ArrayD<T>, ndarray::ArrayD<T>) {
+    use recurrent::{Gru, Lstm};
+    pool.install(|| match kind {
+        "lstm" => {
+            let lstm = Lstm::from_layers(layers.clone()).unwrap();
+            let (o, (h, _)) = lstm
+                .forward_padded(x.view(), lengths, Some((h0.view(), c0.view())))
+                .unwrap();
+            (o, h)
+        }
+        _ => Gru::from_layers(layers.clone())
+            .unwrap()
+            .forward_padded(x.view(), lengths, Some(h0.view()))
+            .unwrap(),
+    })
+}
+
+fn gated_parts_case<T: recurrent::Float>(kind: &str, config: RnnConfig, shape: [usize; 3]) {
+    // H >= 64: the units are packed in two parts. With one thread the parts run one
+    // after the other; with two and a small batch, on two threads in lockstep.
+    let batch = shape[usize::from(!config.batch_first)];
+    let steps = shape[usize::from(config.batch_first)];
+    let lengths: Vec<usize> = (0..batch).map(|n| steps - (n * 5) % steps).collect();
+    let layers = recurrent::params::Layers::<T>::seeded(config.clone(), 4).unwrap();
+    let x = input::<T>(&shape, 1);
+    let d = config.num_directions() * config.num_layers;
+    let h0 = input::<T>(&[d, batch, config.output_hidden_size()], 2);
+    let c0 = input::<T>(&[d, batch, config.hidden_size], 3);
+    let use_c = kind == "lstm";
+    let (want, want_h, _) = reference::forward_layers(
+        &layers,
+        x.view(),
+        Some(h0.view()),
+        use_c.then(|| c0.view()),
+        Some(&lengths),
+    )
+    .unwrap();
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        // Every worker running: the lockstep waits only briefly for a second thread.
+        pool.broadcast(|_| ());
+        let (out, h) = gated_forward(kind, &layers, &x, &lengths, &h0, &c0, &pool);
+        let what = format!("{kind} {config} threads={threads}");
+        assert_close(&out, &want, &format!("{what}: output"));
+        assert_close(&h, &want_h, &format!("{what}: h_n"));
+    }
+}
+
+#[test]
+fn gated_units_in_two_parts_on_one_and_two_threads() {
+    wait_for_helpers();
+    // Parts of 64 + 66 units, sequential (bidirectional: one thread per direction).
+    gated_parts_case::<f32>(
+        "lstm",
+        RnnConfig::lstm(9, 130).num_layers(2).bidirectional(true),
+        [12, 3, 9],
+    );
+    // 2 * 4H * H >= 2^17 per step over 33 steps: lockstep with two threads.
+    gated_parts_case::<f64>(
+        "lstm",
+        RnnConfig::lstm(5, 128).batch_first(true),
+        [2, 33, 5],
+    );
+    gated_parts_case::<f32>("gru", RnnConfig::gru(9, 150).bias(false), [40, 2, 9]);
+    gated_parts_case::<f64>(
+        "gru",
+        RnnConfig::gru(3, 210).num_layers(2).batch_first(true),
+        [1, 40, 3],
+    );
 }
 
 #[test]

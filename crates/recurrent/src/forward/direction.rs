@@ -4,6 +4,7 @@ use ndarray::{
     s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, ShapeBuilder,
 };
 
+use super::pair::{run_pair, Lockstep, SharedPtr};
 use crate::element::Float;
 use crate::kernels::{gemm, gemv_rows, narrow_scan, Activation};
 use crate::params::Packed;
@@ -71,32 +72,10 @@ pub(crate) fn matmul_acc<T: Float>(
 /// two threads for its whole length (see [`split_recurrence`]).
 const SPLIT_SCAN_MIN_MACS: usize = 1 << 24;
 
-/// How long [`split_recurrence`] waits for a second thread before doing without.
-const HELPER_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
-
-/// Whether [`split_recurrence`] did the work.
-enum Split {
-    Done,
-    NoHelper,
-}
-
-/// A raw pointer that may cross threads; see the protocol in [`split_recurrence`].
-#[derive(Clone, Copy)]
-struct SharedPtr<T>(*mut T);
-// SAFETY: only used by split_recurrence, whose protocol keeps accesses disjoint.
-unsafe impl<T: Send> Send for SharedPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T: Sync> Sync for SharedPtr<T> {}
-
-/// The recurrence of a small batch with a wide hidden state on two threads, each owning
-/// half of the columns of `W_hhᵀ` (which then stays in that core's L2) and of every
-/// step's output, meeting once per step at a spin barrier: a fork-join per step costs
-/// about as much as the step.
-///
-/// The second half is offered to the rayon pool. If no worker takes it within
-/// [`HELPER_WAIT`] (all busy), this returns [`Split::NoHelper`] before touching `seq`, and
-/// the caller runs the ordinary loop; a worker that comes later finds the work taken.
-/// So this never waits on a thread that is not running.
+/// The recurrence of a small batch with a wide hidden state on two threads in lockstep
+/// (see `forward/pair.rs`), each owning half of the columns of `W_hhᵀ` (which then stays
+/// in that core's L2) and of every step's output. Returns `false`, having touched
+/// nothing, if no second thread came; the caller then runs the ordinary loop.
 ///
 /// `seq` is the direction's output in time-major view `(L, N, H)`, holding the input
 /// projection.
@@ -105,50 +84,33 @@ fn split_recurrence<T: Float, A: Activation>(
     w_hh_t: &Array2<T>,
     h0: Option<ArrayView2<'_, T>>,
     reverse: bool,
-) -> Split {
-    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-    const OPEN: u8 = 0;
-    const HELPER_IN: u8 = 1;
-    const WITHDRAWN: u8 = 2;
-
+) -> bool {
     let (seq_len, batch, hidden) = seq.dim();
     let Some(wt) = w_hh_t.as_slice() else {
-        return Split::NoHelper;
+        return false;
     };
     let ldw = w_hh_t.ncols();
     let split = hidden / 2 / 16 * 16;
     let strides: Vec<usize> = seq.strides().iter().map(|&s| s as usize).collect();
     let base = SharedPtr(seq.as_mut_ptr());
-    let progress = [AtomicUsize::new(0), AtomicUsize::new(0)];
-    let claim = AtomicU8::new(OPEN);
+    let lockstep = Lockstep::new();
 
     // Protocol. Part p writes only columns cols(p) of row t(step) during `step`, and
     // reads all columns of row t(step - 1). Before `step`, it waits until the other part
-    // has finished `step - 1` (Release/Acquire on `progress`), so that row is complete
-    // and no longer written. The other part can be at most one step ahead, writing row
-    // t(step + 1), which this part neither reads nor writes. Views are made per step
-    // from the raw pointer and dropped before `progress` is published, so no two live
-    // views alias an element being written. Part 1 runs only if it claimed the work
-    // (OPEN -> HELPER_IN) before part 0 withdrew it (OPEN -> WITHDRAWN).
+    // has finished `step - 1`, so that row is complete and no longer written. The other
+    // part can be at most one step ahead, writing row t(step + 1), which this part
+    // neither reads nor writes. Views are made per step from the raw pointer and dropped
+    // before the step is published, so no two live views alias an element being written.
     let worker = |part: usize| {
         // Capture the Send/Sync wrapper whole (a closure would otherwise capture the bare
         // pointer field, which is neither).
         #[allow(clippy::redundant_locals)]
         let base = base;
         let cols = if part == 0 { 0..split } else { split..hidden };
-        let other = &progress[1 - part];
         for step in 0..seq_len {
             let t = if reverse { seq_len - 1 - step } else { step };
             if step > 0 {
-                let mut spins = 0u32;
-                while other.load(Ordering::Acquire) < step {
-                    spins += 1;
-                    if spins < 1 << 12 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
+                lockstep.wait(part, step);
             }
             let at = |t: usize, col: usize| base.0.wrapping_add(t * strides[0] + col * strides[2]);
             let shape = |width: usize| {
@@ -167,35 +129,10 @@ fn split_recurrence<T: Float, A: Activation>(
                 gemv_rows(h, &wt[cols.start..], ldw, &mut current);
             }
             activate::<T, A>(&mut current);
-            progress[part].store(step + 1, Ordering::Release);
+            lockstep.finish(part, step);
         }
     };
-
-    let mut outcome = Split::Done;
-    rayon::scope(|scope| {
-        scope.spawn(|_| {
-            if claim
-                .compare_exchange(OPEN, HELPER_IN, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                worker(1);
-            }
-        });
-        let start = std::time::Instant::now();
-        while claim.load(Ordering::Acquire) == OPEN {
-            if start.elapsed() > HELPER_WAIT
-                && claim
-                    .compare_exchange(OPEN, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                outcome = Split::NoHelper;
-                return;
-            }
-            std::hint::spin_loop();
-        }
-        worker(0);
-    });
-    outcome
+    run_pair(&worker)
 }
 
 /// Below this many multiply-adds a product stays on one thread: a fork-join costs a few
@@ -288,12 +225,10 @@ pub(super) fn scan<T: Float, A: Activation>(
         && batch < 16
         && hidden >= 256
         && seq_len * batch * hidden * hidden >= SPLIT_SCAN_MIN_MACS
+        && split_recurrence::<T, A>(seq.view_mut(), &packed.w_hh_t, h0, reverse)
     {
-        match split_recurrence::<T, A>(seq.view_mut(), &packed.w_hh_t, h0, reverse) {
-            Split::Done => return,
-            Split::NoHelper => {} // no second thread came in time: run it here
-        }
-    }
+        return;
+    } // else no second thread came in time: run it here
     if threads >= 2 && batch >= 16 && seq_len * batch * hidden * hidden >= PARALLEL_MIN_MACS {
         // Batch elements recur independently: each thread takes half of the batch for
         // the whole sequence, with no synchronisation between steps.

@@ -8,11 +8,17 @@
 //! its own buffer (not in the output), so a sequence that has ended keeps its last state
 //! while its output rows stay zero.
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
+use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
+
+use std::sync::Mutex;
+
+use ndarray::ShapeBuilder;
 
 use super::direction::matmul_acc;
+use super::pair::{run_pair, Lockstep, SharedPtr};
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
+use crate::kernels::gemv_rows;
 use crate::params::{DirectionParams, Layers, Packed};
 use crate::shape::Prepared;
 
@@ -164,7 +170,7 @@ fn scan<T: Float>(
     };
 
     // 2. The steps, in time-major views.
-    let (gx, output) = if batch_first {
+    let (gx, mut output) = if batch_first {
         (
             gx.view().permuted_axes([1, 0, 2]),
             output.permuted_axes([1, 0, 2]),
@@ -178,9 +184,21 @@ fn scan<T: Float>(
         nonlinearity,
         packed,
         b_hn: b_hn.and_then(|b| b.as_slice()),
-        hidden,
+        parts: match packed.split {
+            Some(split) => vec![0..split, split..hidden],
+            None => std::iter::once(0..hidden).collect(),
+        },
         reverse,
     };
+    if threads >= 2
+        && batch < 16
+        && step.parts.len() == 2
+        && batch * gates * h_out >= SPLIT_STEP_MIN_MACS
+        && seq_len * batch * gates * h_out >= SPLIT_SCAN_MIN_MACS
+        && recur_split(&step, gx.view(), output.view_mut(), &mut h, &mut c, lengths)
+    {
+        return (h, c);
+    } // else no second thread came in time: run it here
     if threads >= 2 && batch >= 16 && seq_len * batch * gates * h_out >= 1 << 18 {
         // Sequences recur independently: each thread takes half of the batch for the
         // whole sequence, with no synchronisation between steps.
@@ -208,18 +226,157 @@ fn scan<T: Float>(
     (h, c)
 }
 
+/// A small batch's recurrence runs on two threads in lockstep (see [`recur_split`]) when
+/// its units are packed in two parts, each step's product has at least this many
+/// multiply-adds (the two cores meet once per step, which costs about a microsecond
+/// here: below this the meeting costs more than the halved step saves)...
+const SPLIT_STEP_MIN_MACS: usize = 1 << 17;
+/// ...and the whole recurrence at least this many (enough to pay for waking a thread).
+const SPLIT_SCAN_MIN_MACS: usize = 1 << 22;
+
 /// What every step of one direction needs besides the data.
 struct StepWeights<'a, T> {
     kind: Kind,
     nonlinearity: Nonlinearity,
     packed: &'a Packed<T>,
+    /// A GRU's `b_hn`, in unit order.
     b_hn: Option<&'a [T]>,
-    hidden: usize,
+    /// The ranges of hidden units whose gate columns lie together in the packed layout
+    /// (`Packed::split`); part `a..b` has columns `G·a..G·b`.
+    parts: Vec<std::ops::Range<usize>>,
+    /// Whether the direction runs from the last step to the first.
     reverse: bool,
 }
 
+impl<T: Float> StepWeights<'_, T> {
+    /// One step of one part of the units for every sequence of the batch: `g` holds the
+    /// part's gate columns of `h_{t-1} W_hhᵀ` (overwritten), `x` those of the input
+    /// projection; `h` holds the part's units of `h_{t-1}` and receives `h_t` (for an
+    /// LSTM with projections, the cell output `o · tanh(c_t)` instead), `c` the LSTM's
+    /// cell state; `tmp` is `(N, units)` scratch. Every row is computed, as one block
+    /// where the activations allow (one vectorised `tanh` call over all rows), and only
+    /// the rows of sequences still running at `t` are committed to `h` and `c`.
+    #[allow(clippy::too_many_arguments)]
+    fn block_step(
+        &self,
+        units: &std::ops::Range<usize>,
+        mut g: ArrayViewMut2<'_, T>,
+        x: ArrayView2<'_, T>,
+        mut h: ArrayViewMut2<'_, T>,
+        mut c: ArrayViewMut2<'_, T>,
+        tmp: &mut Array2<T>,
+        t: usize,
+        lengths: &[usize],
+    ) {
+        let half = T::of(0.5);
+        let hidden = units.len();
+        let running = |n: usize| t < lengths[n];
+        match self.kind {
+            Kind::Rnn => {
+                g.zip_mut_with(&x, |v, &xv| *v += xv);
+                match self.nonlinearity {
+                    Nonlinearity::Tanh => tanh_block(&mut g),
+                    Nonlinearity::Relu => g.mapv_inplace(|v| v.relu()),
+                }
+                for n in (0..lengths.len()).filter(|&n| running(n)) {
+                    h.row_mut(n).assign(&g.row(n));
+                }
+            }
+            Kind::Lstm => {
+                // i, f, o through sigmoid(v) = 0.5 + 0.5 tanh(v / 2) and g through tanh:
+                // one tanh over the four gate blocks of every row.
+                for (mut gr, xr) in g.rows_mut().into_iter().zip(x.rows()) {
+                    let (gr, xr) = (contiguous_mut(&mut gr), contiguous(xr));
+                    for (v, &xv) in gr.iter_mut().zip(xr) {
+                        *v = (*v + xv) * half;
+                    }
+                    for v in &mut gr[2 * hidden..3 * hidden] {
+                        *v = *v + *v; // g: undo the halving, tanh(v) wanted
+                    }
+                }
+                tanh_block(&mut g.view_mut());
+                for (n, mut gr) in g.rows_mut().into_iter().enumerate() {
+                    let gr = contiguous_mut(&mut gr);
+                    let (i, rest) = gr.split_at(hidden);
+                    let (f, cand) = rest.split_at(hidden);
+                    let mut cr = c.row_mut(n);
+                    let cr = contiguous_mut(&mut cr);
+                    let next = row_mut(tmp, n);
+                    for j in 0..hidden {
+                        next[j] = (f[j] * half + half) * cr[j] + (i[j] * half + half) * cand[j];
+                    }
+                    if running(n) {
+                        cr.copy_from_slice(next);
+                    }
+                }
+                tanh_all(tmp);
+                for n in (0..lengths.len()).filter(|&n| running(n)) {
+                    let gr = g.row(n);
+                    let o = &contiguous(gr)[3 * hidden..];
+                    let mut hr = h.row_mut(n);
+                    for ((v, &o), &tc) in contiguous_mut(&mut hr)
+                        .iter_mut()
+                        .zip(o)
+                        .zip(row_mut(tmp, n).iter())
+                    {
+                        *v = (o * half + half) * tc;
+                    }
+                }
+            }
+            Kind::Gru => {
+                // Keep h W_hnᵀ + b_hn (which r multiplies) before the gates go through
+                // tanh; r, z = sigmoid(x + h W_hᵀ + b) = 0.5 + 0.5 tanh(v / 2), one tanh
+                // over the block (the n columns ride along and are not used).
+                for (n, (mut gr, xr)) in g.rows_mut().into_iter().zip(x.rows()).enumerate() {
+                    let (gr, xr) = (contiguous_mut(&mut gr), contiguous(xr));
+                    let saved = row_mut(tmp, n);
+                    match self.b_hn {
+                        Some(b) => {
+                            for ((v, &p), &q) in saved
+                                .iter_mut()
+                                .zip(&gr[2 * hidden..])
+                                .zip(&b[units.clone()])
+                            {
+                                *v = p + q;
+                            }
+                        }
+                        None => saved.copy_from_slice(&gr[2 * hidden..]),
+                    }
+                    for (v, &xv) in gr[..2 * hidden].iter_mut().zip(xr) {
+                        *v = (*v + xv) * half;
+                    }
+                }
+                tanh_block(&mut g.view_mut());
+                // n = tanh(x_n + r (h W_hnᵀ + b_hn)).
+                for (n, (gr, xr)) in g.rows().into_iter().zip(x.rows()).enumerate() {
+                    let (gr, xr) = (contiguous(gr), contiguous(xr));
+                    let cand = row_mut(tmp, n);
+                    for j in 0..hidden {
+                        cand[j] = xr[2 * hidden + j] + (gr[j] * half + half) * cand[j];
+                    }
+                }
+                tanh_all(tmp);
+                // h = (h - n) z + n, ATen's order, for the sequences still running.
+                for n in (0..lengths.len()).filter(|&n| running(n)) {
+                    let gr = g.row(n);
+                    let z = &contiguous(gr)[hidden..2 * hidden];
+                    let mut hr = h.row_mut(n);
+                    let cand = row_mut(tmp, n);
+                    for ((v, &z), &nv) in contiguous_mut(&mut hr).iter_mut().zip(z).zip(cand.iter())
+                    {
+                        let update = z * half + half;
+                        *v = (*v - nv) * update + nv;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The step loop over time-major views: `gx` (L, N, G*H) the input projections, `output`
-/// (L, N, H_out), states `h` (N, H_out) and `c` (N, H) updated in place.
+/// (L, N, H_out), states `h` (N, H_out) and `c` (N, H) updated in place. Each step
+/// multiplies the whole state by `W_hhᵀ` (split between `threads`), then runs each
+/// part's epilogue over the batch.
 fn recur<T: Float>(
     w: &StepWeights<'_, T>,
     gx: ArrayView3<'_, T>,
@@ -230,15 +387,20 @@ fn recur<T: Float>(
     threads: usize,
 ) {
     let (seq_len, batch, gates) = gx.dim();
-    let (hidden, h_out) = (w.hidden, h.ncols());
-    let half = T::of(0.5);
-    // Scratch, reused every step: the gates of the whole batch, and a second (N, H)
-    // buffer (the GRU's candidate, the LSTM's tanh(c)); the LSTM's cell output and
-    // projection.
+    let g_count = w.kind.gate_count();
+    let h_out = h.ncols();
+    let hidden = c.ncols();
+    // Scratch, reused every step: the gates of the whole batch; one part's temporaries;
+    // an LSTM with projections' cell outputs and their projection.
     let mut gh = Array2::<T>::zeros((batch, gates));
-    let mut aux = Array2::<T>::zeros((batch, hidden));
-    let lstm_rows = if w.kind == Kind::Lstm { batch } else { 0 };
-    let mut h_proj = Array2::<T>::zeros((lstm_rows, h_out));
+    let mut tmps: Vec<Array2<T>> = w
+        .parts
+        .iter()
+        .map(|units| Array2::zeros((batch, units.len())))
+        .collect();
+    let proj = w.packed.w_hr_t.as_ref();
+    let mut cell_out = Array2::<T>::zeros((if proj.is_some() { batch } else { 0 }, hidden));
+    let mut h_proj = Array2::<T>::zeros((cell_out.nrows(), h_out));
     for step in 0..seq_len {
         let t = if w.reverse { seq_len - 1 - step } else { step };
         matmul_acc(
@@ -249,138 +411,33 @@ fn recur<T: Float>(
             threads,
         );
         let gxt = gx.index_axis(Axis(0), t);
-        // Activations run over the whole batch at once (one vectorised call per kind of
-        // gate, not one per row); rows of sequences that have ended are computed but
-        // never committed.
-        match w.kind {
-            Kind::Rnn => {
-                gh.zip_mut_with(&gxt, |g, &x| *g += x);
-                activate_all(w.nonlinearity, &mut gh);
-                commit_rows(&gh, &mut h, t, lengths);
-            }
-            Kind::Lstm => {
-                // i, f, o through sigmoid(v) = 0.5 + 0.5 tanh(v / 2) and g through tanh:
-                // one tanh over the whole (N, 4H) block.
-                for (g, x) in row_slices(&mut gh).zip(gxt.rows()) {
-                    let x = contiguous(x);
-                    for (v, &xv) in g.iter_mut().zip(x) {
-                        *v = (*v + xv) * half;
-                    }
-                    for v in &mut g[2 * hidden..3 * hidden] {
-                        *v = *v + *v; // g: undo the halving, tanh(v) wanted
-                    }
-                }
-                tanh_all(&mut gh);
-                let gh_rows = gh.as_slice().map(|s| s.chunks_exact(gates));
-                let Some(gh_rows) = gh_rows else {
-                    unreachable!("owned standard array")
-                };
-                for (((g, mut cr), a), &length) in gh_rows
-                    .zip(c.rows_mut())
-                    .zip(row_slices(&mut aux))
-                    .zip(lengths)
-                {
-                    let (i, rest) = g.split_at(hidden);
-                    let (f, rest) = rest.split_at(hidden);
-                    let cand = &rest[..hidden];
-                    let Some(cr) = cr.as_slice_mut() else {
-                        unreachable!("state rows are contiguous")
-                    };
-                    for j in 0..hidden {
-                        let cell = (f[j] * half + half) * cr[j] + (i[j] * half + half) * cand[j];
-                        a[j] = cell;
-                    }
-                    if t < length {
-                        cr.copy_from_slice(a);
-                    }
-                }
-                tanh_all(&mut aux);
-                let Some(gh_all) = gh.as_slice() else {
-                    unreachable!("owned standard array")
-                };
-                for (a, g) in row_slices(&mut aux).zip(gh_all.chunks_exact(gates)) {
-                    for (v, &o) in a.iter_mut().zip(&g[3 * hidden..]) {
-                        *v = (o * half + half) * *v;
-                    }
-                }
-                match &w.packed.w_hr_t {
-                    Some(w_hr_t) => {
-                        matmul_acc(
-                            &aux.view(),
-                            w_hr_t,
-                            T::zero(),
-                            &mut h_proj.view_mut(),
-                            threads,
-                        );
-                        commit_rows(&h_proj, &mut h, t, lengths);
-                    }
-                    None => commit_rows(&aux, &mut h, t, lengths),
-                }
-            }
-            Kind::Gru => {
-                // Keep h W_hnᵀ + b_hn (which r multiplies) before the gates go through tanh.
-                let Some(gh_all) = gh.as_slice() else {
-                    unreachable!("owned standard array")
-                };
-                for (a, g) in row_slices(&mut aux).zip(gh_all.chunks_exact(gates)) {
-                    let hn = &g[2 * hidden..];
-                    match w.b_hn {
-                        Some(b) => a
-                            .iter_mut()
-                            .zip(hn)
-                            .zip(b)
-                            .for_each(|((v, &p), &q)| *v = p + q),
-                        None => a.copy_from_slice(hn),
-                    }
-                }
-                // r, z = sigmoid(x + h W_hᵀ + b) = 0.5 + 0.5 tanh(v / 2): one tanh over the
-                // block (the n columns ride along and are not used).
-                for (g, x) in row_slices(&mut gh).zip(gxt.rows()) {
-                    let x = contiguous(x);
-                    for (v, &xv) in g[..2 * hidden].iter_mut().zip(x) {
-                        *v = (*v + xv) * half;
-                    }
-                }
-                tanh_all(&mut gh);
-                // n = tanh(x_n + r (h W_hnᵀ + b_hn)).
-                let Some(gh_all) = gh.as_slice() else {
-                    unreachable!("owned standard array")
-                };
-                for ((a, g), x) in row_slices(&mut aux)
-                    .zip(gh_all.chunks_exact(gates))
-                    .zip(gxt.rows())
-                {
-                    let x = contiguous(x);
-                    for j in 0..hidden {
-                        a[j] = x[2 * hidden + j] + (g[j] * half + half) * a[j];
-                    }
-                }
-                tanh_all(&mut aux);
-                // h = (h - n) z + n, ATen's order, for the sequences still running.
-                let Some(gh_all) = gh.as_slice() else {
-                    unreachable!("owned standard array")
-                };
-                let Some(aux_all) = aux.as_slice() else {
-                    unreachable!("owned standard array")
-                };
-                for (((mut hr, n), g), &length) in h
-                    .rows_mut()
-                    .into_iter()
-                    .zip(aux_all.chunks_exact(hidden))
-                    .zip(gh_all.chunks_exact(gates))
-                    .zip(lengths)
-                {
-                    if t < length {
-                        let Some(hr) = hr.as_slice_mut() else {
-                            unreachable!("state rows are contiguous")
-                        };
-                        for j in 0..hidden {
-                            let update = g[hidden + j] * half + half;
-                            hr[j] = (hr[j] - n[j]) * update + n[j];
-                        }
-                    }
-                }
-            }
+        for (units, tmp) in w.parts.iter().zip(&mut tmps) {
+            let cols = s![.., g_count * units.start..g_count * units.end];
+            let part = s![.., units.clone()];
+            let target = match proj {
+                Some(_) => cell_out.slice_mut(part),
+                None => h.slice_mut(part),
+            };
+            w.block_step(
+                units,
+                gh.slice_mut(cols),
+                gxt.slice(cols),
+                target,
+                c.slice_mut(part),
+                tmp,
+                t,
+                lengths,
+            );
+        }
+        if let Some(w_hr_t) = proj {
+            matmul_acc(
+                &cell_out.view(),
+                w_hr_t,
+                T::zero(),
+                &mut h_proj.view_mut(),
+                threads,
+            );
+            commit_rows(&h_proj, &mut h, t, lengths);
         }
         let mut out_t = output.index_axis_mut(Axis(0), t);
         for (n, &length) in lengths.iter().enumerate() {
@@ -391,37 +448,154 @@ fn recur<T: Float>(
     }
 }
 
-/// The rows of an owned standard-layout array as slices.
-fn row_slices<T: Float>(a: &mut Array2<T>) -> std::slice::ChunksExactMut<'_, T> {
-    let width = a.ncols().max(1);
+/// [`recur`] on two threads in lockstep (`forward/pair.rs`) for units packed in two
+/// parts (no projections): each thread owns one part, that is its units' columns of
+/// `W_hhᵀ`, of the gates, of `c`, of the state and of the output, for the whole
+/// sequence. Returns `false`, having touched nothing, if no second thread came.
+///
+/// The state alternates between `h` (even steps read it) and a second buffer (odd
+/// steps): at step s both parts read all of buffer `s % 2` and each writes its own
+/// columns of buffer `(s + 1) % 2`. A part starts step s only when the other has
+/// finished s - 1, so no buffer is written while the other part reads it: the other
+/// part is at most one step ahead, reading the buffer this step writes only after this
+/// step is published.
+fn recur_split<T: Float>(
+    w: &StepWeights<'_, T>,
+    gx: ArrayView3<'_, T>,
+    mut output: ArrayViewMut3<'_, T>,
+    h: &mut Array2<T>,
+    c: &mut Array2<T>,
+    lengths: &[usize],
+) -> bool {
+    let (seq_len, batch, _) = gx.dim();
+    let (h_out, g_count, reverse) = (h.ncols(), w.kind.gate_count(), w.reverse);
+    let (Some(wt), true, true) = (
+        w.packed.w_hh_t.as_slice(),
+        w.parts.len() == 2 && w.packed.w_hr_t.is_none(),
+        h.is_standard_layout() && output.strides()[2] == 1,
+    ) else {
+        return false;
+    };
+    let ldw = w.packed.w_hh_t.ncols();
+    let mut other = Array2::<T>::zeros((batch, h_out));
+    let buffers = [SharedPtr(h.as_mut_ptr()), SharedPtr(other.as_mut_ptr())];
+    let out_strides = [output.strides()[0], output.strides()[1]];
+    let out_base = SharedPtr(output.as_mut_ptr());
+    let (c0, c1) = c.view_mut().split_at(Axis(1), w.parts[0].end);
+    let cells = [Mutex::new(Some(c0)), Mutex::new(Some(c1))];
+    let lockstep = Lockstep::new();
+
+    let worker = |part: usize| {
+        // Capture the Send/Sync wrappers whole (a closure would otherwise capture the
+        // bare pointer fields, which are neither).
+        #[allow(clippy::redundant_locals)]
+        let (buffers, out_base) = (buffers, out_base);
+        let Some(mut c) = cells[part].lock().ok().and_then(|mut c| c.take()) else {
+            unreachable!("each part takes its own cell columns once")
+        };
+        let units = w.parts[part].clone();
+        let cols = g_count * units.start..g_count * units.end;
+        let mut gh = Array2::<T>::zeros((batch, cols.len()));
+        let mut tmp = Array2::<T>::zeros((batch, units.len()));
+        for step in 0..seq_len {
+            let t = if reverse { seq_len - 1 - step } else { step };
+            if step > 0 {
+                lockstep.wait(part, step);
+            }
+            // SAFETY: buffers are (N, H_out) standard-layout arrays that outlive the scope;
+            // this step reads all of `prev` and writes only this part's columns of
+            // `next`, which the other part does not touch during this step (see above).
+            let prev = unsafe {
+                ArrayView2::from_shape_ptr((batch, h_out), buffers[step % 2].0 as *const T)
+            };
+            let next = buffers[(step + 1) % 2].0.wrapping_add(units.start);
+            let shape = ndarray::Ix2(batch, units.len()).strides(ndarray::Ix2(h_out, 1));
+            // SAFETY: as above.
+            let mut next = unsafe { ArrayViewMut2::from_shape_ptr(shape, next) };
+            gh.fill(T::zero());
+            gemv_rows(&prev, &wt[cols.start..], ldw, &mut gh.view_mut());
+            let gxt = gx.index_axis(Axis(0), t);
+            let out_t = out_base.0.wrapping_offset(t as isize * out_strides[0]);
+            // Rows of sequences that have ended carry their state over; the others are
+            // overwritten by the step.
+            next.assign(&prev.slice(s![.., units.clone()]));
+            w.block_step(
+                &units,
+                gh.view_mut(),
+                gxt.slice(s![.., cols.clone()]),
+                next.view_mut(),
+                c.view_mut(),
+                &mut tmp,
+                t,
+                lengths,
+            );
+            for (n, &length) in lengths.iter().enumerate() {
+                if t >= length {
+                    continue;
+                }
+                // SAFETY: row n of step t's output, this part's columns only: nothing
+                // else reads or writes them.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out_t
+                            .wrapping_offset(n as isize * out_strides[1])
+                            .wrapping_add(units.start),
+                        units.len(),
+                    )
+                };
+                out.copy_from_slice(contiguous(next.row(n)));
+            }
+            lockstep.finish(part, step);
+        }
+    };
+    if !run_pair(&worker) {
+        return false;
+    }
+    if seq_len % 2 == 1 {
+        h.assign(&other);
+    }
+    true
+}
+
+/// Row `n` of an owned standard-layout array as a slice.
+fn row_mut<T: Float>(a: &mut Array2<T>, n: usize) -> &mut [T] {
+    let width = a.ncols();
     match a.as_slice_mut() {
-        Some(all) => all.chunks_exact_mut(width),
-        None => unreachable!("owned standard array"), // ok: allocated by recur
+        Some(all) => &mut all[n * width..(n + 1) * width],
+        None => unreachable!("owned standard array"), // ok: allocated by the scan
     }
 }
 
-/// A row of the gate projections as a slice (its last axis has unit stride).
+/// A row of the gate projections or the state as a slice (its last axis has unit stride).
 fn contiguous<'a, T: Float>(row: ndarray::ArrayView1<'a, T>) -> &'a [T] {
     match row.to_slice() {
         Some(s) => s,
-        None => unreachable!("projection rows are contiguous"), // ok: standard layout
+        None => unreachable!("rows are contiguous"), // ok: standard layout
     }
 }
 
-/// `tanh` of every element of a standard-layout array, in one vectorised call.
+/// A mutable state row as a slice.
+fn contiguous_mut<'a, T: Float>(row: &'a mut ndarray::ArrayViewMut1<'_, T>) -> &'a mut [T] {
+    match row.as_slice_mut() {
+        Some(s) => s,
+        None => unreachable!("state rows are contiguous"), // ok: standard layout
+    }
+}
+
+/// `tanh` of every element, in one vectorised call when the block is contiguous, else
+/// one per row.
+fn tanh_block<T: Float>(a: &mut ArrayViewMut2<'_, T>) {
+    if let Some(all) = a.as_slice_mut() {
+        return T::tanh_slice(all);
+    }
+    for mut row in a.rows_mut() {
+        T::tanh_slice(contiguous_mut(&mut row));
+    }
+}
+
+/// `tanh` of every element of an owned standard-layout array.
 fn tanh_all<T: Float>(a: &mut Array2<T>) {
-    match a.as_slice_mut() {
-        Some(all) => T::tanh_slice(all),
-        None => a.mapv_inplace(|v| v.tanh()),
-    }
-}
-
-/// The RNN activation of every element.
-fn activate_all<T: Float>(nonlinearity: Nonlinearity, a: &mut Array2<T>) {
-    match nonlinearity {
-        Nonlinearity::Tanh => tanh_all(a),
-        Nonlinearity::Relu => a.mapv_inplace(|v| v.relu()),
-    }
+    tanh_block(&mut a.view_mut())
 }
 
 /// `to[n] = from[n]` for the sequences still running at step `t`.

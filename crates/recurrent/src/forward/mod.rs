@@ -7,8 +7,10 @@
 
 mod direction;
 mod gated;
+mod pair;
 mod stack;
 
 pub(crate) use direction::matmul_acc;
 pub(crate) use gated::forward_gated;
+pub(crate) use pair::set_helper_wait;
 pub(crate) use stack::{forward, Dropout};

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{param_names, uniform_init, DirectionParams, Packed, ParamKind, ParamName};
-use crate::config::RnnConfig;
+use crate::config::{Kind, RnnConfig};
 use crate::element::Float;
 use crate::error::{Error, Result};
 
@@ -61,7 +61,7 @@ impl<T: Float> Layers<T> {
                 });
             }
         }
-        let packed = params.iter().map(DirectionParams::pack).collect();
+        let packed = params.iter().map(|p| pack_for(&config, p)).collect();
         Ok(Layers {
             config,
             params,
@@ -169,7 +169,7 @@ impl<T: Float> Layers<T> {
         if let Some(mut slot) = self.param_mut(&parsed) {
             slot.assign(&value);
         }
-        self.packed[index] = self.params[index].pack();
+        self.packed[index] = pack_for(&self.config, &self.params[index]);
         Ok(())
     }
 
@@ -234,12 +234,33 @@ impl<T: Float> Layers<T> {
     }
 
     fn refresh_folded(&mut self) {
-        self.packed = self.params.iter().map(DirectionParams::pack).collect();
+        self.packed = self
+            .params
+            .iter()
+            .map(|p| pack_for(&self.config, p))
+            .collect();
     }
 }
 
 impl<T> AsRef<Layers<T>> for Layers<T> {
     fn as_ref(&self) -> &Layers<T> {
         self
+    }
+}
+
+/// Hidden sizes from which a gated layer's units are packed in two parts, so that two
+/// threads can each own half of a small batch's recurrence (`forward/gated.rs`).
+pub(crate) const SPLIT_MIN_HIDDEN: usize = 128;
+
+/// The packed layout for one (layer, direction) of a layer configured as `config`: an
+/// LSTM (without projections) or GRU of at least [`SPLIT_MIN_HIDDEN`] units is packed in
+/// two parts, split at a multiple of 16 units; everything else in torch's order.
+fn pack_for<T: Float>(config: &RnnConfig, params: &DirectionParams<T>) -> Packed<T> {
+    let gated = matches!(config.kind, Kind::Lstm | Kind::Gru);
+    let hidden = config.hidden_size;
+    if gated && config.proj_size == 0 && hidden >= SPLIT_MIN_HIDDEN {
+        params.pack_split(config.kind.gate_count(), hidden / 2 / 16 * 16)
+    } else {
+        params.pack()
     }
 }

@@ -53,7 +53,8 @@ impl<T: Float> DirectionParams<T> {
         Some((projection, b_hh.slice(ndarray::s![2 * hidden..]).to_owned()))
     }
 
-    /// The layouts the fast path's kernels want, computed once when weights are set.
+    /// The layouts the fast path's kernels want, computed once when weights are set, with
+    /// the gate rows in torch's order.
     pub(crate) fn pack(&self) -> Packed<T> {
         Packed {
             bias: self.folded_bias(),
@@ -61,6 +62,36 @@ impl<T: Float> DirectionParams<T> {
             w_ih_t: transpose_padded(&self.w_ih),
             w_hh_t: transpose_padded(&self.w_hh),
             w_hr_t: self.w_hr.as_ref().map(transpose_padded),
+            split: None,
+        }
+    }
+
+    /// [`DirectionParams::pack`] with the hidden units in two parts, `0..split` and
+    /// `split..H`, and the gate rows reordered part by part: part `[a, b)` holds its `G`
+    /// gate blocks of `b - a` rows together, so that each part's gate columns of the
+    /// packed weights are one contiguous range, laid out as a layer of `b - a` units
+    /// would be. One thread can then own a part (`forward/gated.rs`). `b_hn` stays in unit
+    /// order; `w_hr` is not reordered (a layer with projections is not split).
+    pub(crate) fn pack_split(&self, gates: usize, split: usize) -> Packed<T> {
+        let hidden = self.w_ih.nrows() / gates;
+        let mut order = Vec::with_capacity(gates * hidden);
+        for units in [0..split, split..hidden] {
+            for g in 0..gates {
+                order.extend(units.clone().map(|j| g * hidden + j));
+            }
+        }
+        let rows = |w: &Array2<T>| w.select(ndarray::Axis(0), &order);
+        let entries = |b: &Array1<T>| b.select(ndarray::Axis(0), &order);
+        let packed = self.pack();
+        Packed {
+            bias: packed.bias.as_ref().map(entries),
+            gru_bias: packed
+                .gru_bias
+                .map(|(projection, b_hn)| (entries(&projection), b_hn)),
+            w_ih_t: transpose_padded(&rows(&self.w_ih)),
+            w_hh_t: transpose_padded(&rows(&self.w_hh)),
+            w_hr_t: packed.w_hr_t,
+            split: Some(split),
         }
     }
 }
@@ -90,4 +121,8 @@ pub(crate) struct Packed<T> {
     pub w_hh_t: Array2<T>,
     /// `W_hrᵀ`, (H, max(P, 16)), for an LSTM with projections.
     pub w_hr_t: Option<Array2<T>>,
+    /// `None`: the gate rows (columns of the packed weights, entries of the biases) are
+    /// in torch's order. `Some(s)`: the hidden units are in two parts, `0..s` and `s..H`,
+    /// each with its gate blocks together (see [`DirectionParams::pack_split`]).
+    pub split: Option<usize>,
 }
