@@ -189,6 +189,7 @@ fn scan<T: Float>(
             None => std::iter::once(0..hidden).collect(),
         },
         reverse,
+        zero_start: h0.is_none(),
     };
     if threads >= 2
         && batch < 16
@@ -246,6 +247,9 @@ struct StepWeights<'a, T> {
     parts: Vec<std::ops::Range<usize>>,
     /// Whether the direction runs from the last step to the first.
     reverse: bool,
+    /// Whether the initial state is zeros (no h_0 given): the first step's product with
+    /// `W_hhᵀ` is then zero and skipped.
+    zero_start: bool,
 }
 
 impl<T: Float> StepWeights<'_, T> {
@@ -403,15 +407,36 @@ fn recur<T: Float>(
     let mut h_proj = Array2::<T>::zeros((cell_out.nrows(), h_out));
     for step in 0..seq_len {
         let t = if w.reverse { seq_len - 1 - step } else { step };
-        matmul_acc(
-            &h.view(),
-            &w.packed.w_hh_t,
-            T::zero(),
-            &mut gh.view_mut(),
-            threads,
-        );
+        if step == 0 && w.zero_start {
+            gh.fill(T::zero());
+        } else {
+            matmul_acc(
+                &h.view(),
+                &w.packed.w_hh_t,
+                T::zero(),
+                &mut gh.view_mut(),
+                threads,
+            );
+        }
         let gxt = gx.index_axis(Axis(0), t);
-        for (units, tmp) in w.parts.iter().zip(&mut tmps) {
+        if let ([units], [tmp]) = (w.parts.as_slice(), tmps.as_mut_slice()) {
+            // One part: the whole arrays, no slicing.
+            let target = match proj {
+                Some(_) => cell_out.view_mut(),
+                None => h.view_mut(),
+            };
+            w.block_step(
+                units,
+                gh.view_mut(),
+                gxt,
+                target,
+                c.view_mut(),
+                tmp,
+                t,
+                lengths,
+            );
+        }
+        for (units, tmp) in w.parts.iter().zip(&mut tmps).filter(|_| w.parts.len() > 1) {
             let cols = s![.., g_count * units.start..g_count * units.end];
             let part = s![.., units.clone()];
             let target = match proj {
@@ -513,7 +538,9 @@ fn recur_split<T: Float>(
             // SAFETY: as above.
             let mut next = unsafe { ArrayViewMut2::from_shape_ptr(shape, next) };
             gh.fill(T::zero());
-            gemv_rows(&prev, &wt[cols.start..], ldw, &mut gh.view_mut());
+            if step > 0 || !w.zero_start {
+                gemv_rows(&prev, &wt[cols.start..], ldw, &mut gh.view_mut());
+            }
             let gxt = gx.index_axis(Axis(0), t);
             let out_t = out_base.0.wrapping_offset(t as isize * out_strides[0]);
             // Rows of sequences that have ended carry their state over; the others are
