@@ -22,12 +22,14 @@
 //! evaluation mode (no dropout). With lengths, a sequence's steps past its length carry
 //! its state unchanged, so their gradient passes straight through to its last valid step.
 
-use ndarray::{s, Array1, Array2, Array3, ArrayD, ArrayView2, ArrayViewD, Axis, Ix3};
+use ndarray::{s, Array1, Array2, Array3, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, ArrayViewMut3, Axis, Ix3};
 
 use crate::config::{Kind, Nonlinearity, RnnConfig};
 use crate::dropout::DropoutMasks;
 use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::forward::matmul_acc;
+use crate::kernels::gemm;
 use crate::module::{Gru, Lstm, Rnn};
 use crate::params::{param_names, DirectionParams, Layers, ParamKind};
 use crate::shape::{check_lengths, prepare_with_cell};
@@ -222,18 +224,6 @@ impl<T: Float> Lstm<T> {
     }
 }
 
-/// What one step of one direction saved for its backward.
-struct Saved<T> {
-    /// The new state h (after projection, for an LSTM).
-    h: Array2<T>,
-    /// LSTM: activated gates `[i, f, g, o]`; GRU: `[r, z, n]`; RNN: empty.
-    gates: Array2<T>,
-    /// LSTM: the new cell state; GRU: `h W_hnᵀ + b_hn`; RNN: empty.
-    extra: Array2<T>,
-    /// LSTM with a projection: `o tanh(c)` before `W_hr`; otherwise empty.
-    h_full: Array2<T>,
-}
-
 /// The general backward: any kind, optional c_0 (LSTM) and lengths.
 #[allow(clippy::too_many_arguments)]
 fn backward_layers<T: Float>(
@@ -355,11 +345,14 @@ fn backward_layers<T: Float>(
         (h, c)
     };
 
-    // Forward, keeping every layer's output and every step's saved values.
-    let mut outputs: Vec<Array3<T>> = Vec::with_capacity(num_layers);
+    let threads = rayon::current_num_threads();
+    let g_count = config.kind.gate_count();
+    let gates = g_count * hidden;
+
+    // Forward, keeping every layer's output and, per direction, every step's values.
+    let mut saved: Vec<Vec<Saved<T>>> = Vec::with_capacity(num_layers);
     // What each layer read: the input, then the previous layer's output through dropout.
-    let mut layer_inputs: Vec<Array3<T>> = vec![x0.clone()];
-    let mut saved: Vec<Vec<Vec<Saved<T>>>> = Vec::with_capacity(num_layers);
+    let mut layer_inputs: Vec<Array3<T>> = vec![x0];
     for layer in 0..num_layers {
         let x = &layer_inputs[layer];
         let mut out = Array3::zeros((seq_len, batch, directions * h_out));
@@ -367,35 +360,28 @@ fn backward_layers<T: Float>(
         for direction in 0..directions {
             let index = layer * directions + direction;
             let p = &layers.all_direction_params()[index];
-            let (mut h, mut c) = initial(index);
-            // The input projection of every step at once: x W_ihᵀ + b_ih.
-            let gi = project(x, p);
-            let mut steps = Vec::with_capacity(seq_len);
-            for t in time_order(seq_len, direction == 1) {
-                let step = forward_step(config, p, gi.index_axis(Axis(0), t), h.view(), c.view());
-                // Sequences past their length keep their state; their output stays 0.
-                for (n, &length) in lengths.iter().enumerate() {
-                    if t < length {
-                        h.row_mut(n).assign(&step.h.row(n));
-                        if config.kind == Kind::Lstm {
-                            c.row_mut(n).assign(&step.extra.row(n));
-                        }
-                        out.slice_mut(s![t, n, direction * h_out..(direction + 1) * h_out])
-                            .assign(&step.h.row(n));
-                    }
-                }
-                steps.push(step);
-            }
-            layer_saved.push(steps);
+            let (h, c) = initial(index);
+            let cols = direction * h_out..(direction + 1) * h_out;
+            let s = forward_direction(
+                config,
+                p,
+                x,
+                h,
+                c,
+                &lengths,
+                direction == 1,
+                out.slice_mut(s![.., .., cols]),
+                threads,
+            );
+            layer_saved.push(s);
         }
         if layer + 1 < num_layers {
-            let mut next = out.clone();
+            let mut next = out;
             if let Some(masks) = masks {
                 next.zip_mut_with(&masks.masks()[layer], |v, &m| *v *= m);
             }
             layer_inputs.push(next);
         }
-        outputs.push(out);
         saved.push(layer_saved);
     }
 
@@ -405,106 +391,141 @@ fn backward_layers<T: Float>(
     let mut grad_c0 = Array3::<T>::zeros((states, batch, hidden));
     for layer in (0..num_layers).rev() {
         let x = &layer_inputs[layer];
+        let rows = seq_len * batch;
         let mut grad_x = Array3::<T>::zeros(x.raw_dim());
-        #[allow(clippy::needless_range_loop)] // direction indexes params, saved and states alike
         for direction in 0..directions {
             let index = layer * directions + direction;
             let p = &layers.all_direction_params()[index];
+            let s = &saved[layer][direction];
             let mut acc = Accumulated::zeros(p);
-            let order: Vec<usize> = time_order(seq_len, direction == 1).collect();
-            let (h_init, c_init) = initial(index);
+            let cols = direction * h_out..(direction + 1) * h_out;
             let mut dh: Array2<T> = grad_hn.index_axis(Axis(0), index).to_owned();
             let mut dc: Array2<T> = grad_cn.index_axis(Axis(0), index).to_owned();
-            // The state each step started from, for every sequence (rebuilt going back).
-            let mut prev_h: Vec<Array2<T>> = Vec::with_capacity(seq_len);
-            let mut prev_c: Vec<Array2<T>> = Vec::with_capacity(seq_len);
-            {
-                let (mut h, mut c) = (h_init.clone(), c_init.clone());
-                for (i, &t) in order.iter().enumerate() {
-                    prev_h.push(h.clone());
-                    prev_c.push(c.clone());
-                    let step = &saved[layer][direction][i];
-                    for (n, &length) in lengths.iter().enumerate() {
-                        if t < length {
-                            h.row_mut(n).assign(&step.h.row(n));
-                            if config.kind == Kind::Lstm {
-                                c.row_mut(n).assign(&step.extra.row(n));
-                            }
-                        }
-                    }
-                }
-            }
-            // Per step (indexed by t): the pre-activation gradients on the input side and on
-            // the hidden side, and the state the step started from; their products with the
-            // inputs and the weights are taken once for all steps after the loop.
-            let gates = p.w_ih.nrows();
+            // Per step (indexed by t): the pre-activation gradients on the input side and
+            // on the hidden side; their products with the inputs, the states and the
+            // weights are taken once for all steps after the loop.
             let mut all_da_in = Array3::<T>::zeros((seq_len, batch, gates));
-            let mut all_da_hidden = Array3::<T>::zeros((seq_len, batch, gates));
-            let mut all_h_prev = Array3::<T>::zeros((seq_len, batch, h_out));
-            for (i, &t) in order.iter().enumerate().rev() {
-                let step = &saved[layer][direction][i];
-                let valid: Vec<bool> = lengths.iter().map(|&l| t < l).collect();
+            let mut all_da_hidden = match config.kind {
+                Kind::Gru => Array3::<T>::zeros((seq_len, batch, gates)),
+                _ => Array3::<T>::zeros((0, batch, gates)), // the same as da_in
+            };
+            // Scratch, reused every step.
+            let mut dh_t = Array2::<T>::zeros((batch, h_out));
+            let mut dh_full = Array2::<T>::zeros((batch, hidden));
+            let mut dh_prev = Array2::<T>::zeros((batch, h_out));
+            let mut dc_prev = Array2::<T>::zeros((batch, hidden));
+            let mut tanh_c = vec![T::zero(); hidden];
+            for &t in time_order(seq_len, direction == 1).iter().rev() {
                 // The output gradient reaches only the steps that produced an output.
-                let mut dh_t = dh.clone();
-                for (n, &ok) in valid.iter().enumerate() {
-                    if ok {
-                        let g = grad.slice(s![t, n, direction * h_out..(direction + 1) * h_out]);
+                dh_t.assign(&dh);
+                for (n, &length) in lengths.iter().enumerate() {
+                    if t < length {
+                        let g = grad.slice(s![t, n, cols.clone()]);
                         dh_t.row_mut(n).zip_mut_with(&g, |a, &b| *a += b);
                     }
                 }
-                // The cell sees only the running sequences' gradients (the others pass
-                // through below, and must not reach the weights).
-                let (mut dh_cell, mut dc_cell) = (dh_t.clone(), dc.clone());
-                for (n, &ok) in valid.iter().enumerate() {
-                    if !ok {
-                        dh_cell.row_mut(n).fill(T::zero());
-                        dc_cell.row_mut(n).fill(T::zero());
+                let h_prev = s.h_prev.index_axis(Axis(0), t);
+                let c_prev = s.c_prev.index_axis(Axis(0), t);
+                let step_gates = s.gates.index_axis(Axis(0), t);
+                let extra = s.extra.index_axis(Axis(0), t);
+                // LSTM with projections: h = W_hr h_full, so dh_full = dh W_hr and
+                // dW_hr += dhᵀ h_full (running sequences only).
+                if let Some(w_hr) = &p.w_hr {
+                    let mut dh_run = dh_t.clone();
+                    for (n, &length) in lengths.iter().enumerate() {
+                        if t >= length {
+                            dh_run.row_mut(n).fill(T::zero());
+                        }
                     }
+                    acc.w_hr += &dh_run.t().dot(&s.h_full.index_axis(Axis(0), t));
+                    dh_full.fill(T::zero());
+                    matmul_acc(&dh_run.view(), w_hr, T::one(), &mut dh_full.view_mut(), threads);
                 }
-                let (da_in, da_hidden, dh_prev_direct, dc_prev) = backward_step(
-                    config,
-                    p,
-                    step,
-                    prev_h[i].view(),
-                    prev_c[i].view(),
-                    dh_cell,
-                    dc_cell,
-                    &mut acc,
-                );
-                // Sequences that had ended: identity step, gradients pass through.
-                let mut da_in = da_in;
-                let mut da_hidden = da_hidden;
-                let mut dh_prev = dh_prev_direct;
-                let mut dc_prev = dc_prev;
-                for (n, &ok) in valid.iter().enumerate() {
-                    if !ok {
-                        da_in.row_mut(n).fill(T::zero());
-                        da_hidden.row_mut(n).fill(T::zero());
-                        dh_prev.row_mut(n).assign(&dh_t.row(n));
-                        if config.kind == Kind::Lstm {
-                            dc_prev.row_mut(n).assign(&dc.row(n));
+                let mut da_in_t = all_da_in.index_axis_mut(Axis(0), t);
+                for (n, &length) in lengths.iter().enumerate() {
+                    let mut dh_prev_row = dh_prev.row_mut(n);
+                    let dh_prev_row = row_slice_mut(&mut dh_prev_row);
+                    let mut dc_prev_row = dc_prev.row_mut(n);
+                    let dc_prev_row = row_slice_mut(&mut dc_prev_row);
+                    let mut da_row = da_in_t.row_mut(n);
+                    let da = row_slice_mut(&mut da_row);
+                    if t >= length {
+                        // A sequence that had ended: an identity step, gradients pass
+                        // through and reach no weight.
+                        da.fill(T::zero());
+                        dh_prev_row.copy_from_slice(row_slice(dh_t.row(n)));
+                        dc_prev_row.copy_from_slice(row_slice(dc.row(n)));
+                        continue;
+                    }
+                    let g = row_slice(step_gates.row(n));
+                    let dh_row = match &p.w_hr {
+                        Some(_) => row_slice(dh_full.row(n)),
+                        None => row_slice(dh_t.row(n)),
+                    };
+                    match config.kind {
+                        Kind::Rnn => {
+                            let h = row_slice(extra.row(n));
+                            for ((d, &gr), &hv) in da.iter_mut().zip(dh_row).zip(h) {
+                                *d = match config.nonlinearity {
+                                    Nonlinearity::Tanh => gr * (T::one() - hv * hv),
+                                    Nonlinearity::Relu if hv > T::zero() => gr,
+                                    Nonlinearity::Relu => T::zero(),
+                                };
+                            }
+                            dh_prev_row.fill(T::zero());
+                        }
+                        Kind::Lstm => {
+                            tanh_c.copy_from_slice(row_slice(extra.row(n)));
+                            T::tanh_slice(&mut tanh_c);
+                            lstm_cell_backward(
+                                g,
+                                &tanh_c,
+                                row_slice(c_prev.row(n)),
+                                dh_row,
+                                row_slice(dc.row(n)),
+                                da,
+                                dc_prev_row,
+                            );
+                            dh_prev_row.fill(T::zero());
+                        }
+                        Kind::Gru => {
+                            let mut da_h_row = all_da_hidden.slice_mut(s![t, n, ..]);
+                            gru_cell_backward(
+                                g,
+                                row_slice(extra.row(n)),
+                                row_slice(h_prev.row(n)),
+                                dh_row,
+                                da,
+                                row_slice_mut(&mut da_h_row),
+                                dh_prev_row,
+                            );
                         }
                     }
                 }
-                dh_prev += &da_hidden.dot(&p.w_hh);
-                all_da_in.index_axis_mut(Axis(0), t).assign(&da_in);
-                all_da_hidden.index_axis_mut(Axis(0), t).assign(&da_hidden);
-                all_h_prev.index_axis_mut(Axis(0), t).assign(&prev_h[i]);
-                dh = dh_prev;
-                dc = dc_prev;
+                // Through W_hh into the previous state.
+                let da_hidden_t = match config.kind {
+                    Kind::Gru => all_da_hidden.index_axis(Axis(0), t),
+                    _ => all_da_in.index_axis(Axis(0), t),
+                };
+                matmul_acc(&da_hidden_t, &p.w_hh, T::one(), &mut dh_prev.view_mut(), threads);
+                std::mem::swap(&mut dh, &mut dh_prev);
+                std::mem::swap(&mut dc, &mut dc_prev);
             }
             {
-                let rows = seq_len * batch;
-                let (da_in, da_hidden) = (flat(&all_da_in, rows), flat(&all_da_hidden, rows));
-                acc.w_ih += &da_in.t().dot(&flat(x, rows));
-                acc.w_hh += &da_hidden.t().dot(&flat(&all_h_prev, rows));
+                let da_in = flat(&all_da_in, rows);
+                let da_hidden = match config.kind {
+                    Kind::Gru => flat(&all_da_hidden, rows),
+                    _ => da_in.view(),
+                };
+                par_gemm(da_in.t(), flat(x, rows), acc.w_ih.view_mut(), threads);
+                par_gemm(da_hidden.t(), flat(&s.h_prev, rows), acc.w_hh.view_mut(), threads);
                 acc.b_ih += &da_in.sum_axis(Axis(0));
                 acc.b_hh += &da_hidden.sum_axis(Axis(0));
                 let mut gx = grad_x
                     .view_mut()
                     .into_shape_with_order((rows, x.len_of(Axis(2))))
                     .expect("owned standard array"); // ok: allocated above
-                gx += &da_in.dot(&p.w_ih);
+                matmul_acc(&da_in, &p.w_ih, T::one(), &mut gx, threads);
             }
             grad_h0.index_axis_mut(Axis(0), index).assign(&dh);
             grad_c0.index_axis_mut(Axis(0), index).assign(&dc);
@@ -555,16 +576,12 @@ fn backward_layers<T: Float>(
 }
 
 /// Time steps in the order a direction scans them.
-fn time_order(seq_len: usize, reverse: bool) -> Box<dyn Iterator<Item = usize>> {
+fn time_order(seq_len: usize, reverse: bool) -> Vec<usize> {
     if reverse {
-        Box::new((0..seq_len).rev())
+        (0..seq_len).rev().collect()
     } else {
-        Box::new(0..seq_len)
+        (0..seq_len).collect()
     }
-}
-
-fn sigmoid<T: Float>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
 }
 
 /// An owned `(L, N, W)` array as `(L*N, W)` rows.
@@ -573,120 +590,6 @@ fn flat<T: Float>(a: &Array3<T>, rows: usize) -> ArrayView2<'_, T> {
     a.view()
         .into_shape_with_order((rows, width))
         .expect("owned standard array") // ok: every caller's array is owned and standard
-}
-
-/// `x W_ihᵀ + b_ih` for every step at once: `(L, N, G*H)`.
-fn project<T: Float>(x: &Array3<T>, p: &DirectionParams<T>) -> Array3<T> {
-    let (l, n, f) = x.dim();
-    let rows = x
-        .view()
-        .into_shape_with_order((l * n, f))
-        .expect("owned standard array"); // ok: x is an owned standard-layout array
-    affine(rows, &p.w_ih, p.b_ih.as_ref())
-        .as_standard_layout()
-        .into_owned()
-        .into_shape_with_order((l, n, p.w_ih.nrows()))
-        .expect("rows regroup by step") // ok: same element count, standard layout
-}
-
-/// `x wᵀ + b` with an optional bias.
-fn affine<T: Float>(x: ArrayView2<'_, T>, w: &Array2<T>, b: Option<&Array1<T>>) -> Array2<T> {
-    let mut y = x.dot(&w.t());
-    if let Some(b) = b {
-        y += b;
-    }
-    y
-}
-
-/// One forward step for every sequence of the batch, keeping what the backward needs.
-fn forward_step<T: Float>(
-    config: &RnnConfig,
-    p: &DirectionParams<T>,
-    gi: ArrayView2<'_, T>,
-    h: ArrayView2<'_, T>,
-    c: ArrayView2<'_, T>,
-) -> Saved<T> {
-    let hidden = config.hidden_size;
-    let gh = affine(h, &p.w_hh, p.b_hh.as_ref());
-    let empty = || Array2::zeros((0, 0));
-    match config.kind {
-        Kind::Rnn => {
-            let h = (&gi + &gh).mapv(|v| match config.nonlinearity {
-                Nonlinearity::Tanh => v.tanh(),
-                Nonlinearity::Relu => v.relu(),
-            });
-            Saved {
-                h,
-                gates: empty(),
-                extra: empty(),
-                h_full: empty(),
-            }
-        }
-        Kind::Lstm => {
-            let mut gates = &gi + &gh;
-            for mut row in gates.rows_mut() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = if j / hidden == 2 {
-                        v.tanh()
-                    } else {
-                        sigmoid(*v)
-                    };
-                }
-            }
-            let (i, f) = (
-                gates.slice(s![.., ..hidden]),
-                gates.slice(s![.., hidden..2 * hidden]),
-            );
-            let (g, o) = (
-                gates.slice(s![.., 2 * hidden..3 * hidden]),
-                gates.slice(s![.., 3 * hidden..]),
-            );
-            let c_new = &f * &c + &i * &g;
-            let h_full = &o * &c_new.mapv(|v| v.tanh());
-            match &p.w_hr {
-                Some(w_hr) => Saved {
-                    h: h_full.dot(&w_hr.t()),
-                    gates,
-                    extra: c_new,
-                    h_full,
-                },
-                None => Saved {
-                    h: h_full,
-                    gates,
-                    extra: c_new,
-                    h_full: empty(),
-                },
-            }
-        }
-        Kind::Gru => {
-            let mut gates = Array2::zeros(gi.raw_dim());
-            let hn = gh.slice(s![.., 2 * hidden..]).to_owned();
-            let (rows, _) = gi.dim();
-            for n in 0..rows {
-                for j in 0..hidden {
-                    let r = sigmoid(gi[[n, j]] + gh[[n, j]]);
-                    let z = sigmoid(gi[[n, hidden + j]] + gh[[n, hidden + j]]);
-                    let cand = (gi[[n, 2 * hidden + j]] + r * hn[[n, j]]).tanh();
-                    gates[[n, j]] = r;
-                    gates[[n, hidden + j]] = z;
-                    gates[[n, 2 * hidden + j]] = cand;
-                }
-            }
-            let mut h_new = Array2::zeros(h.raw_dim());
-            for n in 0..rows {
-                for j in 0..hidden {
-                    let (z, cand) = (gates[[n, hidden + j]], gates[[n, 2 * hidden + j]]);
-                    h_new[[n, j]] = (h[[n, j]] - cand) * z + cand;
-                }
-            }
-            Saved {
-                h: h_new,
-                gates,
-                extra: hn,
-                h_full: empty(),
-            }
-        }
-    }
 }
 
 /// Parameter gradients of one direction, summed over its steps.
@@ -713,102 +616,282 @@ impl<T: Float> Accumulated<T> {
     }
 }
 
-/// One backward step: from `dh` (gradient of the step's new h) and `dc` (LSTM: of its new
-/// c), the pre-activation gradients on the input side and on the hidden side, the
-/// direct gradient to the previous h (before adding `da_hidden W_hh`), and the gradient
-/// to the previous c. Adds the projection's gradient to `acc.w_hr`.
+/// What the forward of one direction kept for its backward, indexed by time step `t`.
+struct Saved<T> {
+    /// The state each step started from, `(L, N, H_out)`.
+    h_prev: Array3<T>,
+    /// LSTM: the cell state each step started from, `(L, N, H)`; otherwise `(L, N, 0)`.
+    c_prev: Array3<T>,
+    /// LSTM: activated gates `[i, f, g, o]`; GRU: `[r, z, n]`; RNN: `(L, N, 0)`.
+    gates: Array3<T>,
+    /// RNN: the new state; LSTM: the new cell state; GRU: `h W_hnᵀ + b_hn`.
+    extra: Array3<T>,
+    /// LSTM with projections: `o tanh(c)` before `W_hr`; otherwise `(L, N, 0)`.
+    h_full: Array3<T>,
+}
+
+/// The forward of one direction of one layer over `x` `(L, N, F)` from `(h, c)`, writing
+/// its output into `out` `(L, N, H_out)` and returning what its backward needs. Every
+/// sequence's step is computed; a sequence past its length keeps its state and its
+/// output stays zero. The products go through the fast path's kernels, on the weights
+/// packed in torch's gate order.
 #[allow(clippy::too_many_arguments)]
-fn backward_step<T: Float>(
+fn forward_direction<T: Float>(
     config: &RnnConfig,
     p: &DirectionParams<T>,
-    step: &Saved<T>,
-    h_prev: ArrayView2<'_, T>,
-    c_prev: ArrayView2<'_, T>,
-    dh: Array2<T>,
-    dc: Array2<T>,
-    acc: &mut Accumulated<T>,
-) -> (Array2<T>, Array2<T>, Array2<T>, Array2<T>) {
+    x: &Array3<T>,
+    mut h: Array2<T>,
+    mut c: Array2<T>,
+    lengths: &[usize],
+    reverse: bool,
+    mut out: ArrayViewMut3<'_, T>,
+    threads: usize,
+) -> Saved<T> {
+    let (seq_len, batch, features) = x.dim();
     let hidden = config.hidden_size;
-    let one = T::one();
-    match config.kind {
-        Kind::Rnn => {
-            let mut da = dh;
-            da.zip_mut_with(&step.h, |g, &h| {
-                *g = match config.nonlinearity {
-                    Nonlinearity::Tanh => *g * (one - h * h),
-                    Nonlinearity::Relu => {
-                        if h > T::zero() {
-                            *g
-                        } else {
-                            T::zero()
+    let h_out = h.ncols();
+    let gates = p.w_ih.nrows();
+    let packed = p.pack();
+    let lstm = config.kind == Kind::Lstm;
+    let proj = p.w_hr.is_some();
+    let width = |on: bool, w: usize| if on { w } else { 0 };
+    let mut saved = Saved {
+        h_prev: Array3::zeros((seq_len, batch, h_out)),
+        c_prev: Array3::zeros((seq_len, batch, width(lstm, hidden))),
+        gates: Array3::zeros((seq_len, batch, width(config.kind != Kind::Rnn, gates))),
+        extra: Array3::zeros((seq_len, batch, hidden)),
+        h_full: Array3::zeros((seq_len, batch, width(proj, hidden))),
+    };
+    // The input projection of every step at once: x W_ihᵀ + b_ih.
+    let mut gi = Array3::<T>::zeros((seq_len, batch, gates));
+    {
+        let rows = seq_len * batch;
+        let mut gi2 = gi
+            .view_mut()
+            .into_shape_with_order((rows, gates))
+            .expect("owned standard array"); // ok: allocated above
+        let beta = match &p.b_ih {
+            Some(b) => {
+                gi2.assign(b);
+                T::one()
+            }
+            None => T::zero(),
+        };
+        let x2 = x
+            .view()
+            .into_shape_with_order((rows, features))
+            .expect("owned standard array"); // ok: every layer input is owned, standard
+        matmul_acc(&x2, &packed.w_ih_t, beta, &mut gi2, threads);
+    }
+    let half = T::of(0.5);
+    let mut gh = Array2::<T>::zeros((batch, gates));
+    let mut h_new = Array2::<T>::zeros((batch, h_out));
+    let mut h_full = Array2::<T>::zeros((batch, width(proj, hidden)));
+    let mut tanh_c = vec![T::zero(); hidden];
+    for t in time_order(seq_len, reverse) {
+        saved.h_prev.index_axis_mut(Axis(0), t).assign(&h);
+        if lstm {
+            saved.c_prev.index_axis_mut(Axis(0), t).assign(&c);
+        }
+        // h W_hhᵀ + b_hh.
+        let beta = match &p.b_hh {
+            Some(b) => {
+                gh.rows_mut().into_iter().for_each(|mut r| r.assign(b));
+                T::one()
+            }
+            None => T::zero(),
+        };
+        matmul_acc(&h.view(), &packed.w_hh_t, beta, &mut gh.view_mut(), threads);
+        let gi_t = gi.index_axis(Axis(0), t);
+        let mut gates_t = saved.gates.index_axis_mut(Axis(0), t);
+        let mut extra_t = saved.extra.index_axis_mut(Axis(0), t);
+        for n in 0..batch {
+            let a = row_slice(gi_t.row(n));
+            let mut gh_row = gh.row_mut(n);
+            let b = row_slice_mut(&mut gh_row);
+            let mut e_row = extra_t.row_mut(n);
+            let e = row_slice_mut(&mut e_row);
+            match config.kind {
+                Kind::Rnn => {
+                    for ((v, &x), &y) in e.iter_mut().zip(a).zip(b.iter()) {
+                        *v = x + y;
+                    }
+                    match config.nonlinearity {
+                        Nonlinearity::Tanh => T::tanh_slice(e),
+                        Nonlinearity::Relu => e.iter_mut().for_each(|v| *v = v.relu()),
+                    }
+                    h_new.row_mut(n).assign(&extra_t.row(n));
+                }
+                Kind::Lstm => {
+                    let mut g_row = gates_t.row_mut(n);
+                    let g = row_slice_mut(&mut g_row);
+                    // sigmoid(v) = 0.5 + 0.5 tanh(v / 2) for i, f, o; tanh for g.
+                    for (j, ((v, &x), &y)) in g.iter_mut().zip(a).zip(b.iter()).enumerate() {
+                        let s = x + y;
+                        *v = if j / hidden == 2 { s } else { s * half };
+                    }
+                    T::tanh_slice(g);
+                    for (j, v) in g.iter_mut().enumerate() {
+                        if j / hidden != 2 {
+                            *v = *v * half + half;
                         }
                     }
+                    let (i, rest) = g.split_at(hidden);
+                    let (f, rest) = rest.split_at(hidden);
+                    let (cand, o) = rest.split_at(hidden);
+                    let c_row = row_slice(c.row(n));
+                    for j in 0..hidden {
+                        e[j] = f[j] * c_row[j] + i[j] * cand[j];
+                        tanh_c[j] = e[j];
+                    }
+                    T::tanh_slice(&mut tanh_c);
+                    let mut target = if proj { h_full.row_mut(n) } else { h_new.row_mut(n) };
+                    for ((v, &o), &tc) in row_slice_mut(&mut target).iter_mut().zip(o).zip(&tanh_c) {
+                        *v = o * tc;
+                    }
                 }
-            });
-            let zeros = Array2::zeros(h_prev.raw_dim());
-            (da.clone(), da, zeros, Array2::zeros(c_prev.raw_dim()))
-        }
-        Kind::Lstm => {
-            let dh_full = match &p.w_hr {
-                Some(w_hr) => {
-                    acc.w_hr += &dh.t().dot(&step.h_full);
-                    dh.dot(w_hr)
-                }
-                None => dh,
-            };
-            let (rows, _) = dh_full.dim();
-            let mut da = Array2::zeros((rows, 4 * hidden));
-            let mut dc_prev = Array2::zeros((rows, hidden));
-            for n in 0..rows {
-                for j in 0..hidden {
-                    let (i, f) = (step.gates[[n, j]], step.gates[[n, hidden + j]]);
-                    let (g, o) = (
-                        step.gates[[n, 2 * hidden + j]],
-                        step.gates[[n, 3 * hidden + j]],
-                    );
-                    let tc = step.extra[[n, j]].tanh();
-                    let d_o = dh_full[[n, j]] * tc;
-                    let d_c = dc[[n, j]] + dh_full[[n, j]] * o * (one - tc * tc);
-                    let (d_i, d_f, d_g) = (d_c * g, d_c * c_prev[[n, j]], d_c * i);
-                    dc_prev[[n, j]] = d_c * f;
-                    da[[n, j]] = d_i * i * (one - i);
-                    da[[n, hidden + j]] = d_f * f * (one - f);
-                    da[[n, 2 * hidden + j]] = d_g * (one - g * g);
-                    da[[n, 3 * hidden + j]] = d_o * o * (one - o);
-                }
-            }
-            let zeros = Array2::zeros(h_prev.raw_dim());
-            (da.clone(), da, zeros, dc_prev)
-        }
-        Kind::Gru => {
-            let (rows, _) = dh.dim();
-            let mut da_in = Array2::zeros((rows, 3 * hidden));
-            let mut da_hidden = Array2::zeros((rows, 3 * hidden));
-            let mut dh_direct = Array2::zeros(h_prev.raw_dim());
-            for n in 0..rows {
-                for j in 0..hidden {
-                    let (r, z, cand) = (
-                        step.gates[[n, j]],
-                        step.gates[[n, hidden + j]],
-                        step.gates[[n, 2 * hidden + j]],
-                    );
-                    let g = dh[[n, j]];
-                    let d_cand = g * (one - z);
-                    let d_z = g * (h_prev[[n, j]] - cand);
-                    dh_direct[[n, j]] = g * z;
-                    let da_n = d_cand * (one - cand * cand);
-                    let d_r = da_n * step.extra[[n, j]];
-                    let da_r = d_r * r * (one - r);
-                    let da_z = d_z * z * (one - z);
-                    da_in[[n, j]] = da_r;
-                    da_in[[n, hidden + j]] = da_z;
-                    da_in[[n, 2 * hidden + j]] = da_n;
-                    da_hidden[[n, j]] = da_r;
-                    da_hidden[[n, hidden + j]] = da_z;
-                    da_hidden[[n, 2 * hidden + j]] = da_n * r;
+                Kind::Gru => {
+                    let mut g_row = gates_t.row_mut(n);
+                    let g = row_slice_mut(&mut g_row);
+                    // r, z = sigmoid(a + b); n = tanh(a_n + r (h W_hnᵀ + b_hn)).
+                    e.copy_from_slice(&b[2 * hidden..]);
+                    for ((v, &x), &y) in g[..2 * hidden].iter_mut().zip(a).zip(b.iter()) {
+                        *v = (x + y) * half;
+                    }
+                    T::tanh_slice(&mut g[..2 * hidden]);
+                    for v in &mut g[..2 * hidden] {
+                        *v = *v * half + half;
+                    }
+                    for j in 0..hidden {
+                        g[2 * hidden + j] = a[2 * hidden + j] + g[j] * e[j];
+                    }
+                    T::tanh_slice(&mut g[2 * hidden..]);
+                    let h_row = row_slice(h.row(n));
+                    let mut hn_row = h_new.row_mut(n);
+                    for (j, v) in row_slice_mut(&mut hn_row).iter_mut().enumerate() {
+                        let (z, cand) = (g[hidden + j], g[2 * hidden + j]);
+                        *v = (h_row[j] - cand) * z + cand;
+                    }
                 }
             }
-            (da_in, da_hidden, dh_direct, Array2::zeros(c_prev.raw_dim()))
         }
+        if let Some(w_hr_t) = &packed.w_hr_t {
+            saved.h_full.index_axis_mut(Axis(0), t).assign(&h_full);
+            matmul_acc(&h_full.view(), w_hr_t, T::zero(), &mut h_new.view_mut(), threads);
+        }
+        // Sequences past their length keep their state; their output stays 0.
+        let mut out_t = out.index_axis_mut(Axis(0), t);
+        for (n, &length) in lengths.iter().enumerate() {
+            if t < length {
+                h.row_mut(n).assign(&h_new.row(n));
+                if lstm {
+                    c.row_mut(n).assign(&extra_t.row(n));
+                }
+                out_t.row_mut(n).assign(&h_new.row(n));
+            }
+        }
+    }
+    saved
+}
+
+/// One LSTM cell's backward for one sequence: from the gradients `dh` of `o tanh(c)`
+/// and `dc` of `c`, the pre-activation gradients `da` `[i, f, g, o]` and the gradient
+/// of the previous cell state.
+fn lstm_cell_backward<T: Float>(
+    gates: &[T],
+    tanh_c: &[T],
+    c_prev: &[T],
+    dh: &[T],
+    dc: &[T],
+    da: &mut [T],
+    dc_prev: &mut [T],
+) {
+    let hidden = tanh_c.len();
+    let one = T::one();
+    let (i, rest) = gates.split_at(hidden);
+    let (f, rest) = rest.split_at(hidden);
+    let (g, o) = rest.split_at(hidden);
+    let (da_i, rest) = da.split_at_mut(hidden);
+    let (da_f, rest) = rest.split_at_mut(hidden);
+    let (da_g, da_o) = rest.split_at_mut(hidden);
+    for j in 0..hidden {
+        let tc = tanh_c[j];
+        let d_o = dh[j] * tc;
+        let d_c = dc[j] + dh[j] * o[j] * (one - tc * tc);
+        dc_prev[j] = d_c * f[j];
+        da_i[j] = d_c * g[j] * i[j] * (one - i[j]);
+        da_f[j] = d_c * c_prev[j] * f[j] * (one - f[j]);
+        da_g[j] = d_c * i[j] * (one - g[j] * g[j]);
+        da_o[j] = d_o * o[j] * (one - o[j]);
+    }
+}
+
+/// One GRU cell's backward for one sequence: from `dh`, the pre-activation gradients on
+/// the input side `da_in` and on the hidden side `da_h` (`[r, z, n]`; they differ in
+/// `n`, which `r` scales on the hidden side), and the direct gradient `z dh` of the
+/// previous state. `hn` is `h W_hnᵀ + b_hn`.
+fn gru_cell_backward<T: Float>(
+    gates: &[T],
+    hn: &[T],
+    h_prev: &[T],
+    dh: &[T],
+    da_in: &mut [T],
+    da_h: &mut [T],
+    dh_direct: &mut [T],
+) {
+    let hidden = hn.len();
+    let one = T::one();
+    for j in 0..hidden {
+        let (r, z, cand) = (gates[j], gates[hidden + j], gates[2 * hidden + j]);
+        let g = dh[j];
+        let d_cand = g * (one - z);
+        let d_z = g * (h_prev[j] - cand);
+        dh_direct[j] = g * z;
+        let da_n = d_cand * (one - cand * cand);
+        let da_r = da_n * hn[j] * r * (one - r);
+        let da_z = d_z * z * (one - z);
+        da_in[j] = da_r;
+        da_in[hidden + j] = da_z;
+        da_in[2 * hidden + j] = da_n;
+        da_h[j] = da_r;
+        da_h[hidden + j] = da_z;
+        da_h[2 * hidden + j] = da_n * r;
+    }
+}
+
+/// `c += a b` through matrixmultiply (any strides), the rows of `c` split between two
+/// threads when there is enough work.
+fn par_gemm<T: Float>(
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    mut c: ArrayViewMut2<'_, T>,
+    threads: usize,
+) {
+    let (m, k) = a.dim();
+    if threads < 2 || m < 32 || m * k * b.ncols() < 1 << 20 {
+        return gemm(&a, &b, T::one(), &mut c);
+    }
+    let half = m / 2;
+    let (a0, a1) = a.split_at(Axis(0), half);
+    let (mut c0, mut c1) = c.split_at(Axis(0), half);
+    rayon::join(
+        || gemm(&a0, &b, T::one(), &mut c0),
+        || gemm(&a1, &b, T::one(), &mut c1),
+    );
+}
+
+/// A row with unit stride as a slice.
+fn row_slice<'a, T: Float>(row: ndarray::ArrayView1<'a, T>) -> &'a [T] {
+    match row.to_slice() {
+        Some(s) => s,
+        None => unreachable!("rows of owned standard arrays are contiguous"), // ok: see callers
+    }
+}
+
+/// A mutable row with unit stride as a slice.
+fn row_slice_mut<'a, T: Float>(row: &'a mut ndarray::ArrayViewMut1<'_, T>) -> &'a mut [T] {
+    match row.as_slice_mut() {
+        Some(s) => s,
+        None => unreachable!("rows of owned standard arrays are contiguous"), // ok: see callers
     }
 }
