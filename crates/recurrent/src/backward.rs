@@ -21,8 +21,16 @@
 //! gates and `W_hn h + b_hn` (GRU: `3H + H`). The forward is recomputed here in
 //! evaluation mode (no dropout). With lengths, a sequence's steps past its length carry
 //! its state unchanged, so their gradient passes straight through to its last valid step.
+//!
+//! Speed: the products go through the forward's kernels (the per-step ones on weights
+//! packed in torch's gate order, the weight gradients as matrixmultiply products over
+//! all steps at once), and with two threads and a batch of 16 or more each thread runs
+//! the step loops of half of the batch, with no synchronisation between steps.
 
-use ndarray::{s, Array1, Array2, Array3, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, ArrayViewMut3, Axis, Ix3};
+use ndarray::{
+    s, Array1, Array2, Array3, ArrayD, ArrayView2, ArrayView3, ArrayViewD, ArrayViewMut2,
+    ArrayViewMut3, Axis, Ix3,
+};
 
 use crate::config::{Kind, Nonlinearity, RnnConfig};
 use crate::dropout::DropoutMasks;
@@ -31,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::forward::matmul_acc;
 use crate::kernels::gemm;
 use crate::module::{Gru, Lstm, Rnn};
-use crate::params::{param_names, DirectionParams, Layers, ParamKind};
+use crate::params::{param_names, DirectionParams, Layers, Packed, ParamKind};
 use crate::shape::{check_lengths, prepare_with_cell};
 
 /// Gradients of a scalar loss with respect to everything the forward read.
@@ -393,10 +401,9 @@ fn backward_layers<T: Float>(
         let x = &layer_inputs[layer];
         let rows = seq_len * batch;
         let mut grad_x = Array3::<T>::zeros(x.raw_dim());
-        for direction in 0..directions {
+        for (direction, s) in saved[layer].iter().enumerate() {
             let index = layer * directions + direction;
             let p = &layers.all_direction_params()[index];
-            let s = &saved[layer][direction];
             let mut acc = Accumulated::zeros(p);
             let cols = direction * h_out..(direction + 1) * h_out;
             let mut dh: Array2<T> = grad_hn.index_axis(Axis(0), index).to_owned();
@@ -409,107 +416,59 @@ fn backward_layers<T: Float>(
                 Kind::Gru => Array3::<T>::zeros((seq_len, batch, gates)),
                 _ => Array3::<T>::zeros((0, batch, gates)), // the same as da_in
             };
-            // Scratch, reused every step.
-            let mut dh_t = Array2::<T>::zeros((batch, h_out));
-            let mut dh_full = Array2::<T>::zeros((batch, hidden));
-            let mut dh_prev = Array2::<T>::zeros((batch, h_out));
-            let mut dc_prev = Array2::<T>::zeros((batch, hidden));
-            let mut tanh_c = vec![T::zero(); hidden];
-            for &t in time_order(seq_len, direction == 1).iter().rev() {
-                // The output gradient reaches only the steps that produced an output.
-                dh_t.assign(&dh);
-                for (n, &length) in lengths.iter().enumerate() {
-                    if t < length {
-                        let g = grad.slice(s![t, n, cols.clone()]);
-                        dh_t.row_mut(n).zip_mut_with(&g, |a, &b| *a += b);
-                    }
-                }
-                let h_prev = s.h_prev.index_axis(Axis(0), t);
-                let c_prev = s.c_prev.index_axis(Axis(0), t);
-                let step_gates = s.gates.index_axis(Axis(0), t);
-                let extra = s.extra.index_axis(Axis(0), t);
-                // LSTM with projections: h = W_hr h_full, so dh_full = dh W_hr and
-                // dW_hr += dhᵀ h_full (running sequences only).
-                if let Some(w_hr) = &p.w_hr {
-                    let mut dh_run = dh_t.clone();
-                    for (n, &length) in lengths.iter().enumerate() {
-                        if t >= length {
-                            dh_run.row_mut(n).fill(T::zero());
-                        }
-                    }
-                    acc.w_hr += &dh_run.t().dot(&s.h_full.index_axis(Axis(0), t));
-                    dh_full.fill(T::zero());
-                    matmul_acc(&dh_run.view(), w_hr, T::one(), &mut dh_full.view_mut(), threads);
-                }
-                let mut da_in_t = all_da_in.index_axis_mut(Axis(0), t);
-                for (n, &length) in lengths.iter().enumerate() {
-                    let mut dh_prev_row = dh_prev.row_mut(n);
-                    let dh_prev_row = row_slice_mut(&mut dh_prev_row);
-                    let mut dc_prev_row = dc_prev.row_mut(n);
-                    let dc_prev_row = row_slice_mut(&mut dc_prev_row);
-                    let mut da_row = da_in_t.row_mut(n);
-                    let da = row_slice_mut(&mut da_row);
-                    if t >= length {
-                        // A sequence that had ended: an identity step, gradients pass
-                        // through and reach no weight.
-                        da.fill(T::zero());
-                        dh_prev_row.copy_from_slice(row_slice(dh_t.row(n)));
-                        dc_prev_row.copy_from_slice(row_slice(dc.row(n)));
-                        continue;
-                    }
-                    let g = row_slice(step_gates.row(n));
-                    let dh_row = match &p.w_hr {
-                        Some(_) => row_slice(dh_full.row(n)),
-                        None => row_slice(dh_t.row(n)),
-                    };
-                    match config.kind {
-                        Kind::Rnn => {
-                            let h = row_slice(extra.row(n));
-                            for ((d, &gr), &hv) in da.iter_mut().zip(dh_row).zip(h) {
-                                *d = match config.nonlinearity {
-                                    Nonlinearity::Tanh => gr * (T::one() - hv * hv),
-                                    Nonlinearity::Relu if hv > T::zero() => gr,
-                                    Nonlinearity::Relu => T::zero(),
-                                };
-                            }
-                            dh_prev_row.fill(T::zero());
-                        }
-                        Kind::Lstm => {
-                            tanh_c.copy_from_slice(row_slice(extra.row(n)));
-                            T::tanh_slice(&mut tanh_c);
-                            lstm_cell_backward(
-                                g,
-                                &tanh_c,
-                                row_slice(c_prev.row(n)),
-                                dh_row,
-                                row_slice(dc.row(n)),
-                                da,
-                                dc_prev_row,
-                            );
-                            dh_prev_row.fill(T::zero());
-                        }
-                        Kind::Gru => {
-                            let mut da_h_row = all_da_hidden.slice_mut(s![t, n, ..]);
-                            gru_cell_backward(
-                                g,
-                                row_slice(extra.row(n)),
-                                row_slice(h_prev.row(n)),
-                                dh_row,
-                                da,
-                                row_slice_mut(&mut da_h_row),
-                                dh_prev_row,
-                            );
-                        }
-                    }
-                }
-                // Through W_hh into the previous state.
-                let da_hidden_t = match config.kind {
-                    Kind::Gru => all_da_hidden.index_axis(Axis(0), t),
-                    _ => all_da_in.index_axis(Axis(0), t),
-                };
-                matmul_acc(&da_hidden_t, &p.w_hh, T::one(), &mut dh_prev.view_mut(), threads);
-                std::mem::swap(&mut dh, &mut dh_prev);
-                std::mem::swap(&mut dc, &mut dc_prev);
+            let grad_dir = grad.slice(s![.., .., cols]);
+            let saved_dir = s.view();
+            let run = |s: SavedView<'_, T>,
+                       grad: ArrayView3<'_, T>,
+                       dh: ArrayViewMut2<'_, T>,
+                       dc: ArrayViewMut2<'_, T>,
+                       da_in: ArrayViewMut3<'_, T>,
+                       da_hidden: ArrayViewMut3<'_, T>,
+                       lengths: &[usize],
+                       threads: usize| {
+                backward_steps(
+                    config,
+                    p,
+                    s,
+                    grad,
+                    dh,
+                    dc,
+                    da_in,
+                    da_hidden,
+                    lengths,
+                    direction == 1,
+                    threads,
+                )
+            };
+            let w_hr_grad = if threads >= 2 && batch >= 16 {
+                // Sequences recur independently: half of the batch per thread.
+                let half = batch / 2;
+                let (s0, s1) = saved_dir.split_at(half);
+                let (g0, g1) = grad_dir.split_at(Axis(1), half);
+                let (dh0, dh1) = dh.view_mut().split_at(Axis(0), half);
+                let (dc0, dc1) = dc.view_mut().split_at(Axis(0), half);
+                let (a0, a1) = all_da_in.view_mut().split_at(Axis(1), half);
+                let (b0, b1) = all_da_hidden.view_mut().split_at(Axis(1), half);
+                let (l0, l1) = lengths.split_at(half);
+                let (w0, w1) = rayon::join(
+                    || run(s0, g0, dh0, dc0, a0, b0, l0, 1),
+                    || run(s1, g1, dh1, dc1, a1, b1, l1, 1),
+                );
+                w0 + w1
+            } else {
+                run(
+                    saved_dir,
+                    grad_dir,
+                    dh.view_mut(),
+                    dc.view_mut(),
+                    all_da_in.view_mut(),
+                    all_da_hidden.view_mut(),
+                    &lengths,
+                    threads,
+                )
+            };
+            if p.w_hr.is_some() {
+                acc.w_hr += &w_hr_grad;
             }
             {
                 let da_in = flat(&all_da_in, rows);
@@ -518,7 +477,12 @@ fn backward_layers<T: Float>(
                     _ => da_in.view(),
                 };
                 par_gemm(da_in.t(), flat(x, rows), acc.w_ih.view_mut(), threads);
-                par_gemm(da_hidden.t(), flat(&s.h_prev, rows), acc.w_hh.view_mut(), threads);
+                par_gemm(
+                    da_hidden.t(),
+                    flat(&s.h_prev, rows),
+                    acc.w_hh.view_mut(),
+                    threads,
+                );
                 acc.b_ih += &da_in.sum_axis(Axis(0));
                 acc.b_hh += &da_hidden.sum_axis(Axis(0));
                 let mut gx = grad_x
@@ -630,6 +594,102 @@ struct Saved<T> {
     h_full: Array3<T>,
 }
 
+/// Mutable views of a range of the batch of [`Saved`]'s arrays.
+struct SavedMut<'a, T> {
+    h_prev: ArrayViewMut3<'a, T>,
+    c_prev: ArrayViewMut3<'a, T>,
+    gates: ArrayViewMut3<'a, T>,
+    extra: ArrayViewMut3<'a, T>,
+    h_full: ArrayViewMut3<'a, T>,
+}
+
+impl<T: Float> Saved<T> {
+    fn view_mut(&mut self) -> SavedMut<'_, T> {
+        SavedMut {
+            h_prev: self.h_prev.view_mut(),
+            c_prev: self.c_prev.view_mut(),
+            gates: self.gates.view_mut(),
+            extra: self.extra.view_mut(),
+            h_full: self.h_full.view_mut(),
+        }
+    }
+}
+
+/// Views of a range of the batch of [`Saved`]'s arrays.
+struct SavedView<'a, T> {
+    h_prev: ArrayView3<'a, T>,
+    c_prev: ArrayView3<'a, T>,
+    gates: ArrayView3<'a, T>,
+    extra: ArrayView3<'a, T>,
+    h_full: ArrayView3<'a, T>,
+}
+
+impl<T: Float> Saved<T> {
+    fn view(&self) -> SavedView<'_, T> {
+        SavedView {
+            h_prev: self.h_prev.view(),
+            c_prev: self.c_prev.view(),
+            gates: self.gates.view(),
+            extra: self.extra.view(),
+            h_full: self.h_full.view(),
+        }
+    }
+}
+
+impl<'a, T: Float> SavedView<'a, T> {
+    /// Sequences `..n` and `n..`.
+    fn split_at(self, n: usize) -> (Self, Self) {
+        let (h_prev0, h_prev1) = self.h_prev.split_at(Axis(1), n);
+        let (c_prev0, c_prev1) = self.c_prev.split_at(Axis(1), n);
+        let (gates0, gates1) = self.gates.split_at(Axis(1), n);
+        let (extra0, extra1) = self.extra.split_at(Axis(1), n);
+        let (h_full0, h_full1) = self.h_full.split_at(Axis(1), n);
+        (
+            SavedView {
+                h_prev: h_prev0,
+                c_prev: c_prev0,
+                gates: gates0,
+                extra: extra0,
+                h_full: h_full0,
+            },
+            SavedView {
+                h_prev: h_prev1,
+                c_prev: c_prev1,
+                gates: gates1,
+                extra: extra1,
+                h_full: h_full1,
+            },
+        )
+    }
+}
+
+impl<'a, T: Float> SavedMut<'a, T> {
+    /// Sequences `..n` and `n..`.
+    fn split_at(self, n: usize) -> (Self, Self) {
+        let (h_prev0, h_prev1) = self.h_prev.split_at(Axis(1), n);
+        let (c_prev0, c_prev1) = self.c_prev.split_at(Axis(1), n);
+        let (gates0, gates1) = self.gates.split_at(Axis(1), n);
+        let (extra0, extra1) = self.extra.split_at(Axis(1), n);
+        let (h_full0, h_full1) = self.h_full.split_at(Axis(1), n);
+        (
+            SavedMut {
+                h_prev: h_prev0,
+                c_prev: c_prev0,
+                gates: gates0,
+                extra: extra0,
+                h_full: h_full0,
+            },
+            SavedMut {
+                h_prev: h_prev1,
+                c_prev: c_prev1,
+                gates: gates1,
+                extra: extra1,
+                h_full: h_full1,
+            },
+        )
+    }
+}
+
 /// The forward of one direction of one layer over `x` `(L, N, F)` from `(h, c)`, writing
 /// its output into `out` `(L, N, H_out)` and returning what its backward needs. Every
 /// sequence's step is computed; a sequence past its length keeps its state and its
@@ -683,7 +743,72 @@ fn forward_direction<T: Float>(
             .expect("owned standard array"); // ok: every layer input is owned, standard
         matmul_acc(&x2, &packed.w_ih_t, beta, &mut gi2, threads);
     }
+    let packed = &packed;
+    let run = |gi: ArrayView3<'_, T>,
+               saved: SavedMut<'_, T>,
+               h: ArrayViewMut2<'_, T>,
+               c: ArrayViewMut2<'_, T>,
+               lengths: &[usize],
+               out: ArrayViewMut3<'_, T>,
+               threads: usize| {
+        forward_steps(
+            config, p, packed, gi, saved, h, c, lengths, reverse, out, threads,
+        )
+    };
+    let views = saved.view_mut();
+    if threads >= 2 && batch >= 16 {
+        // Sequences recur independently: each thread takes half of the batch for the
+        // whole sequence, with no synchronisation between steps.
+        let half = batch / 2;
+        let (gi0, gi1) = gi.view().split_at(Axis(1), half);
+        let (s0, s1) = views.split_at(half);
+        let (h0, h1) = h.view_mut().split_at(Axis(0), half);
+        let (c0, c1) = c.view_mut().split_at(Axis(0), half);
+        let (l0, l1) = lengths.split_at(half);
+        let (o0, o1) = out.view_mut().split_at(Axis(1), half);
+        rayon::join(
+            || run(gi0, s0, h0, c0, l0, o0, 1),
+            || run(gi1, s1, h1, c1, l1, o1, 1),
+        );
+    } else {
+        run(
+            gi.view(),
+            views,
+            h.view_mut(),
+            c.view_mut(),
+            lengths,
+            out,
+            threads,
+        );
+    }
+    saved
+}
+
+/// The step loop of [`forward_direction`] for a range of the batch: `gi` `(L, n, G*H)`
+/// holds the input projections, `h` and `c` the states (updated), `saved` and `out` the
+/// same rows of what is kept and of the output.
+#[allow(clippy::too_many_arguments)]
+fn forward_steps<T: Float>(
+    config: &RnnConfig,
+    p: &DirectionParams<T>,
+    packed: &Packed<T>,
+    gi: ArrayView3<'_, T>,
+    mut saved: SavedMut<'_, T>,
+    mut h: ArrayViewMut2<'_, T>,
+    mut c: ArrayViewMut2<'_, T>,
+    lengths: &[usize],
+    reverse: bool,
+    mut out: ArrayViewMut3<'_, T>,
+    threads: usize,
+) {
+    let hidden = config.hidden_size;
+    let h_out = h.ncols();
+    let lstm = config.kind == Kind::Lstm;
+    let proj = packed.w_hr_t.is_some();
+    let width = |on: bool, w: usize| if on { w } else { 0 };
+    let seq_len = gi.len_of(Axis(0));
     let half = T::of(0.5);
+    let (batch, gates) = (h.nrows(), gi.len_of(Axis(2)));
     let mut gh = Array2::<T>::zeros((batch, gates));
     let mut h_new = Array2::<T>::zeros((batch, h_out));
     let mut h_full = Array2::<T>::zeros((batch, width(proj, hidden)));
@@ -726,16 +851,18 @@ fn forward_direction<T: Float>(
                     let mut g_row = gates_t.row_mut(n);
                     let g = row_slice_mut(&mut g_row);
                     // sigmoid(v) = 0.5 + 0.5 tanh(v / 2) for i, f, o; tanh for g.
-                    for (j, ((v, &x), &y)) in g.iter_mut().zip(a).zip(b.iter()).enumerate() {
-                        let s = x + y;
-                        *v = if j / hidden == 2 { s } else { s * half };
+                    for ((v, &x), &y) in g.iter_mut().zip(a).zip(b.iter()) {
+                        *v = x + y;
                     }
+                    let (ifg, o) = g.split_at_mut(3 * hidden);
+                    let (i_f, _) = ifg.split_at_mut(2 * hidden);
+                    i_f.iter_mut().chain(o.iter_mut()).for_each(|v| *v *= half);
                     T::tanh_slice(g);
-                    for (j, v) in g.iter_mut().enumerate() {
-                        if j / hidden != 2 {
-                            *v = *v * half + half;
-                        }
-                    }
+                    let (ifg, o) = g.split_at_mut(3 * hidden);
+                    let (i_f, _) = ifg.split_at_mut(2 * hidden);
+                    i_f.iter_mut()
+                        .chain(o.iter_mut())
+                        .for_each(|v| *v = *v * half + half);
                     let (i, rest) = g.split_at(hidden);
                     let (f, rest) = rest.split_at(hidden);
                     let (cand, o) = rest.split_at(hidden);
@@ -745,8 +872,13 @@ fn forward_direction<T: Float>(
                         tanh_c[j] = e[j];
                     }
                     T::tanh_slice(&mut tanh_c);
-                    let mut target = if proj { h_full.row_mut(n) } else { h_new.row_mut(n) };
-                    for ((v, &o), &tc) in row_slice_mut(&mut target).iter_mut().zip(o).zip(&tanh_c) {
+                    let mut target = if proj {
+                        h_full.row_mut(n)
+                    } else {
+                        h_new.row_mut(n)
+                    };
+                    for ((v, &o), &tc) in row_slice_mut(&mut target).iter_mut().zip(o).zip(&tanh_c)
+                    {
                         *v = o * tc;
                     }
                 }
@@ -777,7 +909,13 @@ fn forward_direction<T: Float>(
         }
         if let Some(w_hr_t) = &packed.w_hr_t {
             saved.h_full.index_axis_mut(Axis(0), t).assign(&h_full);
-            matmul_acc(&h_full.view(), w_hr_t, T::zero(), &mut h_new.view_mut(), threads);
+            matmul_acc(
+                &h_full.view(),
+                w_hr_t,
+                T::zero(),
+                &mut h_new.view_mut(),
+                threads,
+            );
         }
         // Sequences past their length keep their state; their output stays 0.
         let mut out_t = out.index_axis_mut(Axis(0), t);
@@ -791,7 +929,154 @@ fn forward_direction<T: Float>(
             }
         }
     }
-    saved
+}
+
+/// The backward step loop of one direction for a range of the batch, walking time
+/// against the direction's scan: `s` what its forward kept, `grad` `(L, n, H_out)` the
+/// gradient of its output, `dh`/`dc` the gradients of h_n/c_n on entry and of h_0/c_0 on
+/// return, `all_da_in`/`all_da_hidden` `(L, n, G*H)` receive each step's pre-activation
+/// gradients (the hidden side only for a GRU, where it differs). Returns this range's
+/// share of the `W_hr` gradient (an LSTM with projections; otherwise empty).
+#[allow(clippy::too_many_arguments)]
+fn backward_steps<T: Float>(
+    config: &RnnConfig,
+    p: &DirectionParams<T>,
+    s: SavedView<'_, T>,
+    grad: ArrayView3<'_, T>,
+    mut dh_io: ArrayViewMut2<'_, T>,
+    mut dc_io: ArrayViewMut2<'_, T>,
+    mut all_da_in: ArrayViewMut3<'_, T>,
+    mut all_da_hidden: ArrayViewMut3<'_, T>,
+    lengths: &[usize],
+    reverse: bool,
+    threads: usize,
+) -> Array2<T> {
+    let (batch, h_out) = dh_io.dim();
+    let hidden = config.hidden_size;
+    let seq_len = grad.len_of(Axis(0));
+    let mut dh = dh_io.to_owned();
+    let mut dc = dc_io.to_owned();
+    let mut w_hr_grad = match &p.w_hr {
+        Some(w) => Array2::zeros(w.raw_dim()),
+        None => Array2::zeros((0, 0)),
+    };
+    // Scratch, reused every step.
+    let mut dh_t = Array2::<T>::zeros((batch, h_out));
+    let mut dh_full = Array2::<T>::zeros((batch, hidden));
+    let mut dh_prev = Array2::<T>::zeros((batch, h_out));
+    let mut dc_prev = Array2::<T>::zeros((batch, hidden));
+    let mut tanh_c = vec![T::zero(); hidden];
+    for &t in time_order(seq_len, reverse).iter().rev() {
+        // The output gradient reaches only the steps that produced an output.
+        dh_t.assign(&dh);
+        for (n, &length) in lengths.iter().enumerate() {
+            if t < length {
+                let g = grad.slice(s![t, n, ..]);
+                dh_t.row_mut(n).zip_mut_with(&g, |a, &b| *a += b);
+            }
+        }
+        let h_prev = s.h_prev.index_axis(Axis(0), t);
+        let c_prev = s.c_prev.index_axis(Axis(0), t);
+        let step_gates = s.gates.index_axis(Axis(0), t);
+        let extra = s.extra.index_axis(Axis(0), t);
+        // LSTM with projections: h = W_hr h_full, so dh_full = dh W_hr and
+        // dW_hr += dhᵀ h_full (running sequences only).
+        if let Some(w_hr) = &p.w_hr {
+            let mut dh_run = dh_t.clone();
+            for (n, &length) in lengths.iter().enumerate() {
+                if t >= length {
+                    dh_run.row_mut(n).fill(T::zero());
+                }
+            }
+            w_hr_grad += &dh_run.t().dot(&s.h_full.index_axis(Axis(0), t));
+            dh_full.fill(T::zero());
+            matmul_acc(
+                &dh_run.view(),
+                w_hr,
+                T::one(),
+                &mut dh_full.view_mut(),
+                threads,
+            );
+        }
+        let mut da_in_t = all_da_in.index_axis_mut(Axis(0), t);
+        for (n, &length) in lengths.iter().enumerate() {
+            let mut dh_prev_row = dh_prev.row_mut(n);
+            let dh_prev_row = row_slice_mut(&mut dh_prev_row);
+            let mut dc_prev_row = dc_prev.row_mut(n);
+            let dc_prev_row = row_slice_mut(&mut dc_prev_row);
+            let mut da_row = da_in_t.row_mut(n);
+            let da = row_slice_mut(&mut da_row);
+            if t >= length {
+                // A sequence that had ended: an identity step, gradients pass
+                // through and reach no weight.
+                da.fill(T::zero());
+                dh_prev_row.copy_from_slice(row_slice(dh_t.row(n)));
+                dc_prev_row.copy_from_slice(row_slice(dc.row(n)));
+                continue;
+            }
+            let g = row_slice(step_gates.row(n));
+            let dh_row = match &p.w_hr {
+                Some(_) => row_slice(dh_full.row(n)),
+                None => row_slice(dh_t.row(n)),
+            };
+            match config.kind {
+                Kind::Rnn => {
+                    let h = row_slice(extra.row(n));
+                    for ((d, &gr), &hv) in da.iter_mut().zip(dh_row).zip(h) {
+                        *d = match config.nonlinearity {
+                            Nonlinearity::Tanh => gr * (T::one() - hv * hv),
+                            Nonlinearity::Relu if hv > T::zero() => gr,
+                            Nonlinearity::Relu => T::zero(),
+                        };
+                    }
+                    dh_prev_row.fill(T::zero());
+                }
+                Kind::Lstm => {
+                    tanh_c.copy_from_slice(row_slice(extra.row(n)));
+                    T::tanh_slice(&mut tanh_c);
+                    lstm_cell_backward(
+                        g,
+                        &tanh_c,
+                        row_slice(c_prev.row(n)),
+                        dh_row,
+                        row_slice(dc.row(n)),
+                        da,
+                        dc_prev_row,
+                    );
+                    dh_prev_row.fill(T::zero());
+                }
+                Kind::Gru => {
+                    let mut da_h_row = all_da_hidden.slice_mut(s![t, n, ..]);
+                    gru_cell_backward(
+                        g,
+                        row_slice(extra.row(n)),
+                        row_slice(h_prev.row(n)),
+                        dh_row,
+                        da,
+                        row_slice_mut(&mut da_h_row),
+                        dh_prev_row,
+                    );
+                }
+            }
+        }
+        // Through W_hh into the previous state.
+        let da_hidden_t = match config.kind {
+            Kind::Gru => all_da_hidden.index_axis(Axis(0), t),
+            _ => all_da_in.index_axis(Axis(0), t),
+        };
+        matmul_acc(
+            &da_hidden_t,
+            &p.w_hh,
+            T::one(),
+            &mut dh_prev.view_mut(),
+            threads,
+        );
+        std::mem::swap(&mut dh, &mut dh_prev);
+        std::mem::swap(&mut dc, &mut dc_prev);
+    }
+    dh_io.assign(&dh);
+    dc_io.assign(&dc);
+    w_hr_grad
 }
 
 /// One LSTM cell's backward for one sequence: from the gradients `dh` of `o tanh(c)`

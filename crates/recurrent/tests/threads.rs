@@ -278,3 +278,78 @@ fn states_in_any_memory_layout() {
         .unwrap();
     assert_close(&got, &want, "lstm, Fortran-order states");
 }
+
+/// Every gradient of a backward on a pool of `threads`.
+fn gradients_on<T: Float>(
+    kind: recurrent::Kind,
+    layers: &recurrent::params::Layers<T>,
+    x: &ArrayD<T>,
+    lengths: &[usize],
+    grad_out: &ArrayD<T>,
+    threads: usize,
+) -> Vec<(String, ArrayD<T>)> {
+    use recurrent::{Gru, Kind, Lstm};
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let g = pool
+        .install(|| match kind {
+            Kind::Rnn => Rnn::from_layers(layers.clone()).unwrap().backward_padded(
+                x.view(),
+                lengths,
+                None,
+                grad_out.view(),
+                None,
+            ),
+            Kind::Lstm => Lstm::from_layers(layers.clone()).unwrap().backward_padded(
+                x.view(),
+                lengths,
+                None,
+                grad_out.view(),
+                (None, None),
+            ),
+            Kind::Gru => Gru::from_layers(layers.clone()).unwrap().backward_padded(
+                x.view(),
+                lengths,
+                None,
+                grad_out.view(),
+                None,
+            ),
+        })
+        .unwrap();
+    let mut all = g.parameters;
+    all.push(("input".to_string(), g.input));
+    all.push(("h0".to_string(), g.h0));
+    all.extend(g.c0.map(|c| ("c0".to_string(), c)));
+    all
+}
+
+#[test]
+fn backward_splits_the_batch_between_two_threads() {
+    // N = 20 >= 16: with two threads the backward's forward and step loops each run
+    // half of the batch on each thread (the one-thread path is the one the torch
+    // fixtures check).
+    let lengths: Vec<usize> = (0..20).map(|n| 1 + (n * 3) % 7).collect();
+    for config in [
+        RnnConfig::new(5, 12).num_layers(2).bidirectional(true),
+        RnnConfig::lstm(5, 10).proj_size(4).num_layers(2),
+        RnnConfig::gru(5, 9).batch_first(true).bidirectional(true),
+    ] {
+        let layers = recurrent::params::Layers::<f64>::seeded(config.clone(), 2).unwrap();
+        let shape = if config.batch_first {
+            [20, 7, 5]
+        } else {
+            [7, 20, 5]
+        };
+        let x = input::<f64>(&shape, 1);
+        let mut out_shape = shape;
+        out_shape[2] = config.output_size();
+        let grad_out = input::<f64>(&out_shape, 2);
+        let one = gradients_on(config.kind, &layers, &x, &lengths, &grad_out, 1);
+        let two = gradients_on(config.kind, &layers, &x, &lengths, &grad_out, 2);
+        for ((name, a), (_, b)) in two.iter().zip(&one) {
+            common::assert_close_tol(a, b, 1e-10, 1e-12, &format!("{config}: {name}"));
+        }
+    }
+}
