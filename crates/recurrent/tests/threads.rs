@@ -233,6 +233,8 @@ fn gated_units_in_two_parts_on_one_and_two_threads() {
         [2, 33, 5],
     );
     gated_parts_case::<f32>("gru", RnnConfig::gru(9, 150).bias(false), [40, 2, 9]);
+    // A batch of 16 would split by batch, but W_hh is 4 MiB: lockstep by units.
+    gated_parts_case::<f32>("lstm", RnnConfig::lstm(4, 512), [3, 16, 4]);
     gated_parts_case::<f64>(
         "gru",
         RnnConfig::gru(3, 210).num_layers(2).batch_first(true),

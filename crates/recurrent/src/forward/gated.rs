@@ -192,7 +192,7 @@ fn scan<T: Float>(
         zero_start: h0.is_none(),
     };
     if threads >= 2
-        && batch < 16
+        && (batch < 16 || gates * h_out * std::mem::size_of::<T>() >= LOCKSTEP_MIN_WEIGHT_BYTES)
         && step.parts.len() == 2
         && batch * gates * h_out >= SPLIT_STEP_MIN_MACS
         && seq_len * batch * gates * h_out >= SPLIT_SCAN_MIN_MACS
@@ -234,6 +234,10 @@ fn scan<T: Float>(
 const SPLIT_STEP_MIN_MACS: usize = 1 << 17;
 /// ...and the whole recurrence at least this many (enough to pay for waking a thread).
 const SPLIT_SCAN_MIN_MACS: usize = 1 << 22;
+/// A larger batch splits the batch between the threads instead (no meeting per step),
+/// unless `W_hh` is at least this large: then each thread streaming half of it beats
+/// both streaming all of it.
+const LOCKSTEP_MIN_WEIGHT_BYTES: usize = 4 << 20;
 
 /// What every step of one direction needs besides the data.
 struct StepWeights<'a, T> {
