@@ -36,7 +36,7 @@ use crate::config::{Kind, Nonlinearity, RnnConfig};
 use crate::dropout::DropoutMasks;
 use crate::element::Float;
 use crate::error::{Error, Result};
-use crate::forward::matmul_acc;
+use crate::forward::{matmul_acc, row_slice, row_slice_mut};
 use crate::kernels::gemm;
 use crate::module::{Gru, Lstm, Rnn};
 use crate::params::{param_names, DirectionParams, Layers, Packed, ParamKind};
@@ -358,7 +358,7 @@ fn backward_layers<T: Float>(
     let gates = g_count * hidden;
 
     // Forward, keeping every layer's output and, per direction, every step's values.
-    let mut saved: Vec<Vec<Saved<T>>> = Vec::with_capacity(num_layers);
+    let mut saved: Vec<Vec<Saved<Array3<T>>>> = Vec::with_capacity(num_layers);
     // What each layer read: the input, then the previous layer's output through dropout.
     let mut layer_inputs: Vec<Array3<T>> = vec![x0];
     for layer in 0..num_layers {
@@ -417,7 +417,7 @@ fn backward_layers<T: Float>(
                 _ => Array3::<T>::zeros((0, batch, gates)), // the same as da_in
             };
             let grad_dir = grad.slice(s![.., .., cols]);
-            let saved_dir = s.view();
+            let saved_dir = s.as_ref().map(|a| a.view());
             let run = |s: SavedView<'_, T>,
                        grad: ArrayView3<'_, T>,
                        dh: ArrayViewMut2<'_, T>,
@@ -443,7 +443,7 @@ fn backward_layers<T: Float>(
             let w_hr_grad = if threads >= 2 && batch >= 16 {
                 // Sequences recur independently: half of the batch per thread.
                 let half = batch / 2;
-                let (s0, s1) = saved_dir.split_at(half);
+                let (s0, s1) = saved_dir.map(|a| a.split_at(Axis(1), half)).unzip();
                 let (g0, g1) = grad_dir.split_at(Axis(1), half);
                 let (dh0, dh1) = dh.view_mut().split_at(Axis(0), half);
                 let (dc0, dc1) = dc.view_mut().split_at(Axis(0), half);
@@ -580,115 +580,79 @@ impl<T: Float> Accumulated<T> {
     }
 }
 
-/// What the forward of one direction kept for its backward, indexed by time step `t`.
-struct Saved<T> {
+/// What the forward of one direction kept for its backward, indexed by time step `t`:
+/// owned arrays (`Saved<Array3<T>>`), or views of them, for a range of the batch.
+struct Saved<A> {
     /// The state each step started from, `(L, N, H_out)`.
-    h_prev: Array3<T>,
+    h_prev: A,
     /// LSTM: the cell state each step started from, `(L, N, H)`; otherwise `(L, N, 0)`.
-    c_prev: Array3<T>,
+    c_prev: A,
     /// LSTM: activated gates `[i, f, g, o]`; GRU: `[r, z, n]`; RNN: `(L, N, 0)`.
-    gates: Array3<T>,
+    gates: A,
     /// RNN: the new state; LSTM: the new cell state; GRU: `h W_hnᵀ + b_hn`.
-    extra: Array3<T>,
+    extra: A,
     /// LSTM with projections: `o tanh(c)` before `W_hr`; otherwise `(L, N, 0)`.
-    h_full: Array3<T>,
+    h_full: A,
 }
 
-/// Mutable views of a range of the batch of [`Saved`]'s arrays.
-struct SavedMut<'a, T> {
-    h_prev: ArrayViewMut3<'a, T>,
-    c_prev: ArrayViewMut3<'a, T>,
-    gates: ArrayViewMut3<'a, T>,
-    extra: ArrayViewMut3<'a, T>,
-    h_full: ArrayViewMut3<'a, T>,
-}
+impl<A> Saved<A> {
+    /// The same function of each array.
+    fn map<B>(self, mut f: impl FnMut(A) -> B) -> Saved<B> {
+        Saved {
+            h_prev: f(self.h_prev),
+            c_prev: f(self.c_prev),
+            gates: f(self.gates),
+            extra: f(self.extra),
+            h_full: f(self.h_full),
+        }
+    }
 
-impl<T: Float> Saved<T> {
-    fn view_mut(&mut self) -> SavedMut<'_, T> {
-        SavedMut {
-            h_prev: self.h_prev.view_mut(),
-            c_prev: self.c_prev.view_mut(),
-            gates: self.gates.view_mut(),
-            extra: self.extra.view_mut(),
-            h_full: self.h_full.view_mut(),
+    fn as_ref(&self) -> Saved<&A> {
+        Saved {
+            h_prev: &self.h_prev,
+            c_prev: &self.c_prev,
+            gates: &self.gates,
+            extra: &self.extra,
+            h_full: &self.h_full,
+        }
+    }
+
+    fn as_mut(&mut self) -> Saved<&mut A> {
+        Saved {
+            h_prev: &mut self.h_prev,
+            c_prev: &mut self.c_prev,
+            gates: &mut self.gates,
+            extra: &mut self.extra,
+            h_full: &mut self.h_full,
         }
     }
 }
 
-/// Views of a range of the batch of [`Saved`]'s arrays.
-struct SavedView<'a, T> {
-    h_prev: ArrayView3<'a, T>,
-    c_prev: ArrayView3<'a, T>,
-    gates: ArrayView3<'a, T>,
-    extra: ArrayView3<'a, T>,
-    h_full: ArrayView3<'a, T>,
-}
-
-impl<T: Float> Saved<T> {
-    fn view(&self) -> SavedView<'_, T> {
-        SavedView {
-            h_prev: self.h_prev.view(),
-            c_prev: self.c_prev.view(),
-            gates: self.gates.view(),
-            extra: self.extra.view(),
-            h_full: self.h_full.view(),
-        }
-    }
-}
-
-impl<'a, T: Float> SavedView<'a, T> {
-    /// Sequences `..n` and `n..`.
-    fn split_at(self, n: usize) -> (Self, Self) {
-        let (h_prev0, h_prev1) = self.h_prev.split_at(Axis(1), n);
-        let (c_prev0, c_prev1) = self.c_prev.split_at(Axis(1), n);
-        let (gates0, gates1) = self.gates.split_at(Axis(1), n);
-        let (extra0, extra1) = self.extra.split_at(Axis(1), n);
-        let (h_full0, h_full1) = self.h_full.split_at(Axis(1), n);
+impl<A, B> Saved<(A, B)> {
+    fn unzip(self) -> (Saved<A>, Saved<B>) {
         (
-            SavedView {
-                h_prev: h_prev0,
-                c_prev: c_prev0,
-                gates: gates0,
-                extra: extra0,
-                h_full: h_full0,
+            Saved {
+                h_prev: self.h_prev.0,
+                c_prev: self.c_prev.0,
+                gates: self.gates.0,
+                extra: self.extra.0,
+                h_full: self.h_full.0,
             },
-            SavedView {
-                h_prev: h_prev1,
-                c_prev: c_prev1,
-                gates: gates1,
-                extra: extra1,
-                h_full: h_full1,
+            Saved {
+                h_prev: self.h_prev.1,
+                c_prev: self.c_prev.1,
+                gates: self.gates.1,
+                extra: self.extra.1,
+                h_full: self.h_full.1,
             },
         )
     }
 }
 
-impl<'a, T: Float> SavedMut<'a, T> {
-    /// Sequences `..n` and `n..`.
-    fn split_at(self, n: usize) -> (Self, Self) {
-        let (h_prev0, h_prev1) = self.h_prev.split_at(Axis(1), n);
-        let (c_prev0, c_prev1) = self.c_prev.split_at(Axis(1), n);
-        let (gates0, gates1) = self.gates.split_at(Axis(1), n);
-        let (extra0, extra1) = self.extra.split_at(Axis(1), n);
-        let (h_full0, h_full1) = self.h_full.split_at(Axis(1), n);
-        (
-            SavedMut {
-                h_prev: h_prev0,
-                c_prev: c_prev0,
-                gates: gates0,
-                extra: extra0,
-                h_full: h_full0,
-            },
-            SavedMut {
-                h_prev: h_prev1,
-                c_prev: c_prev1,
-                gates: gates1,
-                extra: extra1,
-                h_full: h_full1,
-            },
-        )
-    }
-}
+/// Views of a range of the batch of what one direction kept.
+type SavedView<'a, T> = Saved<ArrayView3<'a, T>>;
+/// Mutable views of a range of the batch of what one direction kept.
+type SavedMut<'a, T> = Saved<ArrayViewMut3<'a, T>>;
 
 /// The forward of one direction of one layer over `x` `(L, N, F)` from `(h, c)`, writing
 /// its output into `out` `(L, N, H_out)` and returning what its backward needs. Every
@@ -706,7 +670,7 @@ fn forward_direction<T: Float>(
     reverse: bool,
     mut out: ArrayViewMut3<'_, T>,
     threads: usize,
-) -> Saved<T> {
+) -> Saved<Array3<T>> {
     let (seq_len, batch, features) = x.dim();
     let hidden = config.hidden_size;
     let h_out = h.ncols();
@@ -755,13 +719,13 @@ fn forward_direction<T: Float>(
             config, p, packed, gi, saved, h, c, lengths, reverse, out, threads,
         )
     };
-    let views = saved.view_mut();
+    let views = saved.as_mut().map(|a| a.view_mut());
     if threads >= 2 && batch >= 16 {
         // Sequences recur independently: each thread takes half of the batch for the
         // whole sequence, with no synchronisation between steps.
         let half = batch / 2;
         let (gi0, gi1) = gi.view().split_at(Axis(1), half);
-        let (s0, s1) = views.split_at(half);
+        let (s0, s1) = views.map(|a| a.split_at(Axis(1), half)).unzip();
         let (h0, h1) = h.view_mut().split_at(Axis(0), half);
         let (c0, c1) = c.view_mut().split_at(Axis(0), half);
         let (l0, l1) = lengths.split_at(half);
@@ -1163,20 +1127,4 @@ fn par_gemm<T: Float>(
         || gemm(&a0, &b, T::one(), &mut c0),
         || gemm(&a1, &b, T::one(), &mut c1),
     );
-}
-
-/// A row with unit stride as a slice.
-fn row_slice<'a, T: Float>(row: ndarray::ArrayView1<'a, T>) -> &'a [T] {
-    match row.to_slice() {
-        Some(s) => s,
-        None => unreachable!("rows of owned standard arrays are contiguous"), // ok: see callers
-    }
-}
-
-/// A mutable row with unit stride as a slice.
-fn row_slice_mut<'a, T: Float>(row: &'a mut ndarray::ArrayViewMut1<'_, T>) -> &'a mut [T] {
-    match row.as_slice_mut() {
-        Some(s) => s,
-        None => unreachable!("rows of owned standard arrays are contiguous"), // ok: see callers
-    }
 }

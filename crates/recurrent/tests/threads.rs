@@ -110,53 +110,6 @@ fn long_batch_one_recurrence_split_across_two_threads() {
     );
 }
 
-#[test]
-fn lstm_and_gru_threaded_paths_with_lengths_match_the_reference() {
-    use recurrent::{Gru, Lstm};
-    // N = 40 >= 16 with enough work: each thread recurs over half of the batch.
-    let lengths: Vec<usize> = (0..40).map(|n| 1 + (n * 7) % 6).collect();
-    for (kind, config) in [
-        ("lstm", RnnConfig::lstm(9, 40).num_layers(2).proj_size(7)),
-        ("gru", RnnConfig::gru(9, 40).bidirectional(true)),
-    ] {
-        let layers = recurrent::params::Layers::<f32>::seeded(config.clone(), 3).unwrap();
-        let x = input::<f32>(&[6, 40, 9], 1);
-        let d = config.num_directions() * config.num_layers;
-        let h0 = input::<f32>(&[d, 40, config.output_hidden_size()], 2);
-        let c0 = input::<f32>(&[d, 40, config.hidden_size], 3);
-        let use_c = kind == "lstm";
-        let (want, want_h, _) = reference::forward_layers(
-            &layers,
-            x.view(),
-            Some(h0.view()),
-            use_c.then(|| c0.view()),
-            Some(&lengths),
-        )
-        .unwrap();
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let (out, h) = pool.install(|| match kind {
-                "lstm" => {
-                    let lstm = Lstm::from_layers(layers.clone()).unwrap();
-                    let (o, (h, _)) = lstm
-                        .forward_padded(x.view(), &lengths, Some((h0.view(), c0.view())))
-                        .unwrap();
-                    (o, h)
-                }
-                _ => Gru::from_layers(layers.clone())
-                    .unwrap()
-                    .forward_padded(x.view(), &lengths, Some(h0.view()))
-                    .unwrap(),
-            });
-            assert_close(&out, &want, &format!("{kind} threads={threads}: output"));
-            assert_close(&h, &want_h, &format!("{kind} threads={threads}: h_n"));
-        }
-    }
-}
-
 /// An LSTM or GRU layer with lengths through the fast path on a pool of `threads`.
 fn gated_forward<T: recurrent::Float>(
     kind: &str,
@@ -183,9 +136,8 @@ fn gated_forward<T: recurrent::Float>(
     })
 }
 
-fn gated_parts_case<T: recurrent::Float>(kind: &str, config: RnnConfig, shape: [usize; 3]) {
-    // H >= 64: the units are packed in two parts. With one thread the parts run one
-    // after the other; with two and a small batch, on two threads in lockstep.
+fn gated_case<T: recurrent::Float>(kind: &str, config: RnnConfig, shape: [usize; 3]) {
+    // Lengths, h_0 and c_0, fast path against the reference loop on one and two threads.
     let batch = shape[usize::from(!config.batch_first)];
     let steps = shape[usize::from(config.batch_first)];
     let lengths: Vec<usize> = (0..batch).map(|n| steps - (n * 5) % steps).collect();
@@ -218,24 +170,35 @@ fn gated_parts_case<T: recurrent::Float>(kind: &str, config: RnnConfig, shape: [
 }
 
 #[test]
+fn lstm_and_gru_threaded_paths_with_lengths_match_the_reference() {
+    // N = 40 >= 16 with enough work: each thread recurs over half of the batch.
+    gated_case::<f32>(
+        "lstm",
+        RnnConfig::lstm(9, 40).num_layers(2).proj_size(7),
+        [6, 40, 9],
+    );
+    gated_case::<f32>("gru", RnnConfig::gru(9, 40).bidirectional(true), [6, 40, 9]);
+}
+
+#[test]
 fn gated_units_in_two_parts_on_one_and_two_threads() {
     wait_for_helpers();
     // Parts of 64 + 66 units, sequential (bidirectional: one thread per direction).
-    gated_parts_case::<f32>(
+    gated_case::<f32>(
         "lstm",
         RnnConfig::lstm(9, 130).num_layers(2).bidirectional(true),
         [12, 3, 9],
     );
     // 2 * 4H * H >= 2^17 per step over 33 steps: lockstep with two threads.
-    gated_parts_case::<f64>(
+    gated_case::<f64>(
         "lstm",
         RnnConfig::lstm(5, 128).batch_first(true),
         [2, 33, 5],
     );
-    gated_parts_case::<f32>("gru", RnnConfig::gru(9, 150).bias(false), [40, 2, 9]);
+    gated_case::<f32>("gru", RnnConfig::gru(9, 150).bias(false), [40, 2, 9]);
     // A batch of 16 would split by batch, but W_hh is 4 MiB: lockstep by units.
-    gated_parts_case::<f32>("lstm", RnnConfig::lstm(4, 512), [3, 16, 4]);
-    gated_parts_case::<f64>(
+    gated_case::<f32>("lstm", RnnConfig::lstm(4, 512), [3, 16, 4]);
+    gated_case::<f64>(
         "gru",
         RnnConfig::gru(3, 210).num_layers(2).batch_first(true),
         [1, 40, 3],

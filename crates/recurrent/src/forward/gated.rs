@@ -16,6 +16,7 @@ use ndarray::ShapeBuilder;
 
 use super::direction::matmul_acc;
 use super::pair::{run_pair, Lockstep, SharedPtr};
+use super::{row_slice, row_slice_mut};
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
 use crate::kernels::gemv_rows;
@@ -294,7 +295,7 @@ impl<T: Float> StepWeights<'_, T> {
                 // i, f, o through sigmoid(v) = 0.5 + 0.5 tanh(v / 2) and g through tanh:
                 // one tanh over the four gate blocks of every row.
                 for (mut gr, xr) in g.rows_mut().into_iter().zip(x.rows()) {
-                    let (gr, xr) = (contiguous_mut(&mut gr), contiguous(xr));
+                    let (gr, xr) = (row_slice_mut(&mut gr), row_slice(xr));
                     for (v, &xv) in gr.iter_mut().zip(xr) {
                         *v = (*v + xv) * half;
                     }
@@ -304,11 +305,11 @@ impl<T: Float> StepWeights<'_, T> {
                 }
                 tanh_block(&mut g.view_mut());
                 for (n, mut gr) in g.rows_mut().into_iter().enumerate() {
-                    let gr = contiguous_mut(&mut gr);
+                    let gr = row_slice_mut(&mut gr);
                     let (i, rest) = gr.split_at(hidden);
                     let (f, cand) = rest.split_at(hidden);
                     let mut cr = c.row_mut(n);
-                    let cr = contiguous_mut(&mut cr);
+                    let cr = row_slice_mut(&mut cr);
                     let next = row_mut(tmp, n);
                     for j in 0..hidden {
                         next[j] = (f[j] * half + half) * cr[j] + (i[j] * half + half) * cand[j];
@@ -320,9 +321,9 @@ impl<T: Float> StepWeights<'_, T> {
                 tanh_all(tmp);
                 for n in (0..lengths.len()).filter(|&n| running(n)) {
                     let gr = g.row(n);
-                    let o = &contiguous(gr)[3 * hidden..];
+                    let o = &row_slice(gr)[3 * hidden..];
                     let mut hr = h.row_mut(n);
-                    for ((v, &o), &tc) in contiguous_mut(&mut hr)
+                    for ((v, &o), &tc) in row_slice_mut(&mut hr)
                         .iter_mut()
                         .zip(o)
                         .zip(row_mut(tmp, n).iter())
@@ -336,7 +337,7 @@ impl<T: Float> StepWeights<'_, T> {
                 // tanh; r, z = sigmoid(x + h W_hᵀ + b) = 0.5 + 0.5 tanh(v / 2), one tanh
                 // over the block (the n columns ride along and are not used).
                 for (n, (mut gr, xr)) in g.rows_mut().into_iter().zip(x.rows()).enumerate() {
-                    let (gr, xr) = (contiguous_mut(&mut gr), contiguous(xr));
+                    let (gr, xr) = (row_slice_mut(&mut gr), row_slice(xr));
                     let saved = row_mut(tmp, n);
                     match self.b_hn {
                         Some(b) => {
@@ -357,7 +358,7 @@ impl<T: Float> StepWeights<'_, T> {
                 tanh_block(&mut g.view_mut());
                 // n = tanh(x_n + r (h W_hnᵀ + b_hn)).
                 for (n, (gr, xr)) in g.rows().into_iter().zip(x.rows()).enumerate() {
-                    let (gr, xr) = (contiguous(gr), contiguous(xr));
+                    let (gr, xr) = (row_slice(gr), row_slice(xr));
                     let cand = row_mut(tmp, n);
                     for j in 0..hidden {
                         cand[j] = xr[2 * hidden + j] + (gr[j] * half + half) * cand[j];
@@ -367,10 +368,10 @@ impl<T: Float> StepWeights<'_, T> {
                 // h = (h - n) z + n, ATen's order, for the sequences still running.
                 for n in (0..lengths.len()).filter(|&n| running(n)) {
                     let gr = g.row(n);
-                    let z = &contiguous(gr)[hidden..2 * hidden];
+                    let z = &row_slice(gr)[hidden..2 * hidden];
                     let mut hr = h.row_mut(n);
                     let cand = row_mut(tmp, n);
-                    for ((v, &z), &nv) in contiguous_mut(&mut hr).iter_mut().zip(z).zip(cand.iter())
+                    for ((v, &z), &nv) in row_slice_mut(&mut hr).iter_mut().zip(z).zip(cand.iter())
                     {
                         let update = z * half + half;
                         *v = (*v - nv) * update + nv;
@@ -574,7 +575,7 @@ fn recur_split<T: Float>(
                         units.len(),
                     )
                 };
-                out.copy_from_slice(contiguous(next.row(n)));
+                out.copy_from_slice(row_slice(next.row(n)));
             }
             lockstep.finish(part, step);
         }
@@ -597,22 +598,6 @@ fn row_mut<T: Float>(a: &mut Array2<T>, n: usize) -> &mut [T] {
     }
 }
 
-/// A row of the gate projections or the state as a slice (its last axis has unit stride).
-fn contiguous<'a, T: Float>(row: ndarray::ArrayView1<'a, T>) -> &'a [T] {
-    match row.to_slice() {
-        Some(s) => s,
-        None => unreachable!("rows are contiguous"), // ok: standard layout
-    }
-}
-
-/// A mutable state row as a slice.
-fn contiguous_mut<'a, T: Float>(row: &'a mut ndarray::ArrayViewMut1<'_, T>) -> &'a mut [T] {
-    match row.as_slice_mut() {
-        Some(s) => s,
-        None => unreachable!("state rows are contiguous"), // ok: standard layout
-    }
-}
-
 /// `tanh` of every element, in one vectorised call when the block is contiguous, else
 /// one per row.
 fn tanh_block<T: Float>(a: &mut ArrayViewMut2<'_, T>) {
@@ -620,7 +605,7 @@ fn tanh_block<T: Float>(a: &mut ArrayViewMut2<'_, T>) {
         return T::tanh_slice(all);
     }
     for mut row in a.rows_mut() {
-        T::tanh_slice(contiguous_mut(&mut row));
+        T::tanh_slice(row_slice_mut(&mut row));
     }
 }
 

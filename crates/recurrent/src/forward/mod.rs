@@ -14,3 +14,24 @@ pub(crate) use direction::matmul_acc;
 pub(crate) use gated::forward_gated;
 pub(crate) use pair::set_helper_wait;
 pub(crate) use stack::{forward, Dropout};
+
+use crate::element::Float;
+
+/// A row with unit stride as a slice: rows of the owned standard-layout arrays the fast
+/// path and the backward allocate, and column ranges of them.
+pub(crate) fn row_slice<'a, T: Float>(row: ndarray::ArrayView1<'a, T>) -> &'a [T] {
+    match row.to_slice() {
+        Some(s) => s,
+        None => unreachable!("rows with unit stride are contiguous"), // ok: see callers
+    }
+}
+
+/// A mutable row with unit stride as a slice.
+pub(crate) fn row_slice_mut<'a, T: Float>(
+    row: &'a mut ndarray::ArrayViewMut1<'_, T>,
+) -> &'a mut [T] {
+    match row.as_slice_mut() {
+        Some(s) => s,
+        None => unreachable!("rows with unit stride are contiguous"), // ok: see callers
+    }
+}
