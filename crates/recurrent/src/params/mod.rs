@@ -100,12 +100,28 @@ impl<T: Float> DirectionParams<T> {
 /// of the product is one fixed-width vector operation per input element.
 pub(crate) const MIN_PACKED_WIDTH: usize = 16;
 
-/// `wᵀ` as a standard-layout (K, max(H, MIN_PACKED_WIDTH)) array, zero-padded on the right.
+/// `wᵀ` as a standard-layout `(K, ldw)` array, zero-padded on the right: `ldw` is at
+/// least `max(H, MIN_PACKED_WIDTH)`, and rounded up so that a row is an odd number of
+/// 64-byte cache lines when it is longer than one vector. A row stride that is a
+/// multiple of 4 KiB (H = 1024 in f32, say) maps every row of a column block to the
+/// same L1 cache sets, so a kernel walking down K would miss L1 at every step.
 fn transpose_padded<T: Float>(w: &Array2<T>) -> Array2<T> {
     let (h, k) = w.dim();
-    let mut wt = Array2::zeros((k, h.max(MIN_PACKED_WIDTH)));
+    let mut wt = Array2::zeros((k, padded_width::<T>(h)));
     wt.slice_mut(ndarray::s![.., ..h]).assign(&w.t());
     wt
+}
+
+/// The row stride [`transpose_padded`] gives a weight of `h` output columns.
+pub(crate) fn padded_width<T>(h: usize) -> usize {
+    let width = h.max(MIN_PACKED_WIDTH);
+    let line = (64 / std::mem::size_of::<T>()).max(1); // elements per cache line
+    if width <= MIN_PACKED_WIDTH {
+        return width; // one vector: the narrow kernels want exactly this
+    }
+    let lines = width.div_ceil(line);
+    let lines = if lines % 2 == 0 { lines + 1 } else { lines };
+    lines * line
 }
 
 /// One (layer, direction)'s weights as the fast path uses them.
