@@ -120,7 +120,7 @@ pub(crate) fn padded_width<T>(h: usize) -> usize {
         return width; // one vector: the narrow kernels want exactly this
     }
     let lines = width.div_ceil(line);
-    let lines = if lines % 2 == 0 { lines + 1 } else { lines };
+    let lines = if lines.is_multiple_of(2) { lines + 1 } else { lines };
     lines * line
 }
 
