@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::forward::{matmul_acc, row_slice, row_slice_mut};
 use crate::kernels::gemm;
 use crate::module::{Gru, Lstm, Rnn};
-use crate::params::{param_names, DirectionParams, Layers, Packed, ParamKind};
+use crate::params::{padded, param_names, DirectionParams, Layers, Packed, ParamKind};
 use crate::shape::{check_lengths, prepare_with_cell};
 
 /// Gradients of a scalar loss with respect to everything the forward read.
@@ -405,6 +405,7 @@ fn backward_layers<T: Float>(
             let index = layer * directions + direction;
             let p = &layers.all_direction_params()[index];
             let mut acc = Accumulated::zeros(p);
+            let weights = RowWeights::new(p);
             let cols = direction * h_out..(direction + 1) * h_out;
             let mut dh: Array2<T> = grad_hn.index_axis(Axis(0), index).to_owned();
             let mut dc: Array2<T> = grad_cn.index_axis(Axis(0), index).to_owned();
@@ -429,6 +430,7 @@ fn backward_layers<T: Float>(
                 backward_steps(
                     config,
                     p,
+                    &weights,
                     s,
                     grad,
                     dh,
@@ -489,7 +491,7 @@ fn backward_layers<T: Float>(
                     .view_mut()
                     .into_shape_with_order((rows, x.len_of(Axis(2))))
                     .expect("owned standard array"); // ok: allocated above
-                matmul_acc(&da_in, &p.w_ih, T::one(), &mut gx, threads);
+                matmul_acc(&da_in, &weights.w_ih, T::one(), &mut gx, threads);
             }
             grad_h0.index_axis_mut(Axis(0), index).assign(&dh);
             grad_c0.index_axis_mut(Axis(0), index).assign(&dc);
@@ -554,6 +556,28 @@ fn flat<T: Float>(a: &Array3<T>, rows: usize) -> ArrayView2<'_, T> {
     a.view()
         .into_shape_with_order((rows, width))
         .expect("owned standard array") // ok: every caller's array is owned and standard
+}
+
+/// The weights the backward multiplies gradients by, `da W`, in the packed-weight
+/// kernels' operand layout (torch's `(G*H, K)`, rows padded; see `params::padded`).
+struct RowWeights<T> {
+    w_ih: Array2<T>,
+    w_hh: Array2<T>,
+    /// `W_hr` `(P, H)`, or empty.
+    w_hr: Array2<T>,
+}
+
+impl<T: Float> RowWeights<T> {
+    fn new(p: &DirectionParams<T>) -> Self {
+        RowWeights {
+            w_ih: padded(p.w_ih.view()),
+            w_hh: padded(p.w_hh.view()),
+            w_hr: p
+                .w_hr
+                .as_ref()
+                .map_or_else(|| Array2::zeros((0, 0)), |w| padded(w.view())),
+        }
+    }
 }
 
 /// Parameter gradients of one direction, summed over its steps.
@@ -905,6 +929,7 @@ fn forward_steps<T: Float>(
 fn backward_steps<T: Float>(
     config: &RnnConfig,
     p: &DirectionParams<T>,
+    weights: &RowWeights<T>,
     s: SavedView<'_, T>,
     grad: ArrayView3<'_, T>,
     mut dh_io: ArrayViewMut2<'_, T>,
@@ -945,7 +970,7 @@ fn backward_steps<T: Float>(
         let extra = s.extra.index_axis(Axis(0), t);
         // LSTM with projections: h = W_hr h_full, so dh_full = dh W_hr and
         // dW_hr += dhᵀ h_full (running sequences only).
-        if let Some(w_hr) = &p.w_hr {
+        if p.w_hr.is_some() {
             let mut dh_run = dh_t.clone();
             for (n, &length) in lengths.iter().enumerate() {
                 if t >= length {
@@ -956,7 +981,7 @@ fn backward_steps<T: Float>(
             dh_full.fill(T::zero());
             matmul_acc(
                 &dh_run.view(),
-                w_hr,
+                &weights.w_hr,
                 T::one(),
                 &mut dh_full.view_mut(),
                 threads,
@@ -1030,7 +1055,7 @@ fn backward_steps<T: Float>(
         };
         matmul_acc(
             &da_hidden_t,
-            &p.w_hh,
+            &weights.w_hh,
             T::one(),
             &mut dh_prev.view_mut(),
             threads,

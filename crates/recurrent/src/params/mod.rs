@@ -106,10 +106,16 @@ pub(crate) const MIN_PACKED_WIDTH: usize = 16;
 /// multiple of 4 KiB (H = 1024 in f32, say) maps every row of a column block to the
 /// same L1 cache sets, so a kernel walking down K would miss L1 at every step.
 fn transpose_padded<T: Float>(w: &Array2<T>) -> Array2<T> {
-    let (h, k) = w.dim();
-    let mut wt = Array2::zeros((k, padded_width::<T>(h)));
-    wt.slice_mut(ndarray::s![.., ..h]).assign(&w.t());
-    wt
+    padded(w.t())
+}
+
+/// A standard-layout copy of `w` `(K, H)` with its rows padded as [`transpose_padded`]
+/// pads them: the operand layout of the packed-weight kernels.
+pub(crate) fn padded<T: Float>(w: ndarray::ArrayView2<'_, T>) -> Array2<T> {
+    let (k, h) = w.dim();
+    let mut out = Array2::zeros((k, padded_width::<T>(h)));
+    out.slice_mut(ndarray::s![.., ..h]).assign(&w);
+    out
 }
 
 /// The row stride [`transpose_padded`] gives a weight of `h` output columns.
@@ -120,7 +126,11 @@ pub(crate) fn padded_width<T>(h: usize) -> usize {
         return width; // one vector: the narrow kernels want exactly this
     }
     let lines = width.div_ceil(line);
-    let lines = if lines.is_multiple_of(2) { lines + 1 } else { lines };
+    let lines = if lines.is_multiple_of(2) {
+        lines + 1
+    } else {
+        lines
+    };
     lines * line
 }
 
