@@ -30,16 +30,20 @@ pub(crate) fn matmul_acc<T: Float>(
     }
     let (m, k) = x.dim();
     let h = y.ncols();
-    let b = wt.slice(s![.., ..h]);
+    // matrixmultiply reads the weight as a strided view (made only when it is used: a
+    // slice costs as much as a small step's product).
+    let crate_gemm = |x: &ArrayView2<'_, T>, y: &mut ArrayViewMut2<'_, T>| {
+        gemm(x, &wt.slice(s![.., ..h]), T::one(), y)
+    };
     let product = |x: &ArrayView2<'_, T>, wt_cols: &[T], y: &mut ArrayViewMut2<'_, T>| {
         if m >= CRATE_GEMM_MIN_ROWS && k * h >= CRATE_GEMM_MIN_WEIGHT {
-            gemm(x, &b, T::one(), y)
+            crate_gemm(x, y)
         } else {
             gemv_rows(x, wt_cols, wt.ncols(), y)
         }
     };
     let Some(wt_all) = wt.as_slice() else {
-        return gemm(x, &b, T::one(), y);
+        return crate_gemm(x, y);
     };
     if threads < 2 || m * k * h < PARALLEL_MIN_MACS {
         return product(x, wt_all, y);

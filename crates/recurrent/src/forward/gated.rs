@@ -472,7 +472,8 @@ fn recur<T: Float>(
         let mut out_t = output.index_axis_mut(Axis(0), t);
         for (n, &length) in lengths.iter().enumerate() {
             if t < length {
-                out_t.row_mut(n).assign(&h.row(n));
+                let mut out_row = out_t.row_mut(n);
+                row_slice_mut(&mut out_row).copy_from_slice(row_slice(h.row(n)));
             }
         }
     }
