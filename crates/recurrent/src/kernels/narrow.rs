@@ -163,7 +163,10 @@ unsafe fn scan_body<T: Float, A: Activation, const FMA: bool>(ops: &Operands<'_,
                 }
                 (None, None) => {}
             }
-            for a in &mut acc {
+            // f32's tanh is vectorised: all lanes at once. f64's is libm's, one call per
+            // lane: only the H real ones.
+            let lanes = if std::mem::size_of::<T>() == 4 { W } else { h };
+            for a in &mut acc[..lanes] {
                 *a = A::apply_inline::<T, FMA>(*a);
             }
             // SAFETY: row (t, n) lies in the output view; nothing else refers to it now.
