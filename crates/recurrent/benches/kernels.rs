@@ -85,6 +85,46 @@ fn bench(c: &mut Criterion) {
                 black_box(&y);
             })
         });
+        // The same with the row stride the layers use: an odd number of cache lines.
+        let ldw = recurrent::__bench::padded_width::<f32>(n);
+        if ldw != n {
+            let mut padded = vec![0f32; k * ldw];
+            for (p, row) in padded.chunks_exact_mut(ldw).enumerate() {
+                row[..n].copy_from_slice(&wt[p * n..(p + 1) * n]);
+            }
+            group.bench_function(BenchmarkId::new("packed, padded rows", label), |bch| {
+                bch.iter(|| {
+                    recurrent::__bench::packed_matmul_acc(&x, &padded, ldw, &mut y.view_mut());
+                    black_box(&y);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The activation every step applies: libm's scalar `tanhf` against the vectorised one.
+fn tanh(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tanh_f32");
+    for len in [15usize, 64, 1024] {
+        let xs: Vec<f32> = (0..len).map(|i| (i as f32 - 30.0) * 0.07).collect();
+        let mut ys = xs.clone();
+        group.bench_function(BenchmarkId::new("libm tanhf", len), |bch| {
+            bch.iter(|| {
+                ys.copy_from_slice(&xs);
+                for y in &mut ys {
+                    *y = y.tanh();
+                }
+                black_box(&ys);
+            })
+        });
+        group.bench_function(BenchmarkId::new("vectorised", len), |bch| {
+            bch.iter(|| {
+                ys.copy_from_slice(&xs);
+                recurrent::__bench::tanh_slice_f32(&mut ys);
+                black_box(&ys);
+            })
+        });
     }
     group.finish();
 }
@@ -95,6 +135,6 @@ criterion_group! {
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_secs(1))
         .sample_size(20);
-    targets = bench
+    targets = bench, tanh
 }
 criterion_main!(benches);

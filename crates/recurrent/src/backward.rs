@@ -343,11 +343,18 @@ fn backward_layers<T: Float>(
     };
     let initial = |index: usize| -> (Array2<T>, Array2<T>) {
         let h = match &prepared.h0 {
-            Some(h0) => h0.index_axis(Axis(0), index).to_owned(),
+            // Row-major copies: the caller's state may have any layout.
+            Some(h0) => h0
+                .index_axis(Axis(0), index)
+                .as_standard_layout()
+                .into_owned(),
             None => Array2::zeros((batch, h_out)),
         };
         let c = match &prepared.c0 {
-            Some(c0) => c0.index_axis(Axis(0), index).to_owned(),
+            Some(c0) => c0
+                .index_axis(Axis(0), index)
+                .as_standard_layout()
+                .into_owned(),
             None => Array2::zeros((batch, hidden)),
         };
         (h, c)

@@ -1,9 +1,13 @@
 //! # recurrent
 //!
-//! PyTorch's recurrent layers, computed exactly, in Rust, on the CPU. This version
-//! implements `torch.nn.RNN` (the Elman RNN, `tanh` or `relu`) with every constructor
-//! option and input form torch has: multi-layer, bidirectional, `batch_first`, unbatched
-//! input, optional h_0, no-bias, dropout between layers in training, float32 and float64.
+//! PyTorch's recurrent layers, computed exactly, in Rust, on the CPU: `torch.nn.RNN`
+//! ([`Rnn`], `tanh` or `relu`), `torch.nn.LSTM` ([`Lstm`], with `proj_size`) and
+//! `torch.nn.GRU` ([`Gru`]), the cells ([`RnnCell`], [`LstmCell`], [`GruCell`]), with every
+//! constructor option and input form torch has: multi-layer, bidirectional,
+//! `batch_first`, unbatched input, optional initial states, no-bias, dropout between
+//! layers in training, variable-length batches (`forward_padded`, [`PackedSequence`]),
+//! float32 and float64. Gradients too: backpropagation through time ([`backward`]) and
+//! torch.optim's optimizers ([`optim`]).
 //!
 //! ## A tour
 //!
@@ -52,11 +56,17 @@
 //!
 //! - [`config`]: the constructor options ([`RnnConfig`]) and torch's checks.
 //! - [`params`]: torch's parameter names and shapes, storage, default init.
-//! - [`module`]: [`Rnn`], the layer: `forward`, `forward_train`, named parameters.
-//! - [`reference`]: the plain per-step loop; the readable spec and the test oracle.
+//! - [`module`]: the layers [`Rnn`], [`Lstm`], [`Gru`]: `forward`, `forward_padded`,
+//!   `forward_train`, `forward_with_masks`, named parameters.
+//! - [`stream`]: [`RnnStream`], one sequence fed in chunks or one step at a time.
+//! - [`cells`]: the single-step cells; [`packed`]: `PackedSequence` and torch's pack/pad.
+//! - [`backward`], [`dropout`], [`optim`]: gradients, shared dropout masks, optimizers.
+//! - [`reference`]: the plain per-step loops; the readable spec and the test oracle.
 //! - `forward` (private): the fast path. Per layer and direction, one GEMM projects all
-//!   time steps (biases folded in) straight into that direction's half of the output;
-//!   each step then adds `h_{t-1} W_hh^T` and applies the activation in place.
+//!   time steps (biases folded in) straight into that direction's part of the output;
+//!   each step then adds `h_{t-1} W_hh^T` and applies the activation in place. Layers
+//!   narrower than one vector run as one fused loop; small batches of wide layers run
+//!   on two threads in lockstep (`kernels/`, `forward/pair.rs`).
 //! - [`io`]: safetensors state dicts and `.npy` arrays.
 //! - [`Error`]: every failure as a value; nothing a user supplies makes the crate panic.
 
@@ -92,6 +102,16 @@ pub mod __bench {
         y: &mut ArrayViewMut2<'_, T>,
     ) {
         crate::kernels::gemv_rows(x, wt, ldw, y)
+    }
+
+    /// The vectorised f32 `tanh` the layers apply.
+    pub fn tanh_slice_f32(xs: &mut [f32]) {
+        crate::kernels::tanh_slice_f32(xs)
+    }
+
+    /// The row stride of a packed weight of `h` columns (see `params::padded`).
+    pub fn padded_width<T>(h: usize) -> usize {
+        crate::params::padded_width::<T>(h)
     }
 
     /// How long a recurrence split between two threads waits for the second one before

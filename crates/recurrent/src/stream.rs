@@ -1,7 +1,8 @@
 //! [`RnnStream`]: one sequence fed to an [`Rnn`] in pieces, as it arrives.
 //!
 //! The stream owns every layer's state, batched `(num_layers, N, H)`, and a scratch row
-//! block, so a step after the first allocates nothing: [`RnnStream::step`] takes one
+//! block, so a step after the first allocates nothing (below a batch of 1024, where
+//! products go to matrixmultiply, which packs): [`RnnStream::step`] takes one
 //! time step `(N, H_in)` and hands back a view of the new output, for a caller with a
 //! live input; [`RnnStream::feed`] takes chunks in any of [`Rnn::forward`]'s input forms
 //! and returns owned outputs.
@@ -143,7 +144,8 @@ impl<T: Float> RnnStream<'_, T> {
 
     /// Runs one time step for a batch: `x` is `(N, H_in)` (`N = 1` for an unbatched
     /// stream), and the result is that step's output `(N, H)`, the last layer's new state,
-    /// as a view into the stream. After the first step nothing is allocated.
+    /// as a view into the stream. After the first step nothing is allocated (for batches
+    /// below 1024).
     pub fn step(&mut self, x: ArrayView2<'_, T>) -> Result<ArrayView2<'_, T>> {
         let config = self.rnn.config();
         let (batch, features) = x.dim();

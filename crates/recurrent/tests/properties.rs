@@ -327,3 +327,27 @@ proptest! {
         assert_close(&h1, &h2, "h_n");
     }
 }
+
+#[test]
+fn every_width_below_one_vector_matches_the_reference() {
+    // H < 16 runs the fused narrow kernel (kernels/narrow.rs): every such width, both
+    // activations, both directions, both dtypes, with h_0 and batch_first.
+    for hidden in 1..16 {
+        let sc = Scenario {
+            input_size: 1 + hidden % 5,
+            hidden_size: hidden,
+            num_layers: 2,
+            relu: hidden % 2 == 0,
+            bias: hidden % 3 != 0,
+            batch_first: hidden % 4 == 1,
+            bidirectional: true,
+            batch: Some(3),
+            seq_len: 6,
+            with_h0: hidden % 2 == 1,
+            weight_seed: hidden as u64,
+            data_seed: 100 + hidden as u64,
+        };
+        fast_matches_reference::<f32>(&sc, 1e-5, 1e-5);
+        fast_matches_reference::<f64>(&sc, 1e-12, 1e-12);
+    }
+}

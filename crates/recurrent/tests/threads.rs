@@ -10,8 +10,9 @@ use recurrent::{reference, Float, Nonlinearity, Rnn, RnnConfig};
 
 /// The recurrences split between two threads wait up to 200 µs for the second one by
 /// default, and a worker the OS put to sleep can take milliseconds to wake here; a long
-/// wait makes the two-thread paths run every time. (No test in this file keeps a worker
-/// busy: those are in busy_pool.rs, a separate process.)
+/// wait lets the two-thread paths run whenever the pool's second worker gets a core
+/// within 10 s. (No test in this file keeps a worker busy: those are in busy_pool.rs, a
+/// separate process. Either path gives the reference's numbers.)
 fn wait_for_helpers() {
     recurrent::__bench::set_helper_wait(std::time::Duration::from_secs(10));
 }
@@ -242,6 +243,35 @@ fn states_in_any_memory_layout() {
         )
         .unwrap();
     assert_close(&got, &want, "lstm, Fortran-order states");
+
+    // The backward copies the states row-major too.
+    let go = input::<f64>(&[5, 3, 6], 4);
+    let want = gru
+        .backward(x.view(), Some(h.view()), go.view(), None)
+        .unwrap();
+    for state in [h_f.view().into_dyn(), h_rev.view().into_dyn()] {
+        let got = gru
+            .backward(x.view(), Some(state), go.view(), None)
+            .unwrap();
+        assert_close(&got.input, &want.input, "gru backward, strided h0");
+        assert_close(&got.h0, &want.h0, "gru backward, strided h0: dh0");
+    }
+    let state = |h: ndarray::ArrayViewD<'_, f64>, c: ndarray::ArrayViewD<'_, f64>| {
+        lstm.backward(x.view(), Some((h, c)), go.view(), (None, None))
+            .unwrap()
+    };
+    let want = state(h.view(), c.view());
+    let got = state(h_f.view().into_dyn(), c_f.view().into_dyn());
+    assert_close(
+        &got.input,
+        &want.input,
+        "lstm backward, Fortran-order states",
+    );
+    assert_close(
+        got.c0.as_ref().unwrap(),
+        want.c0.as_ref().unwrap(),
+        "lstm backward, Fortran-order states: dc0",
+    );
 }
 
 /// Every gradient of a backward on a pool of `threads`.

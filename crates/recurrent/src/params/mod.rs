@@ -141,11 +141,12 @@ pub(crate) struct Packed<T> {
     pub bias: Option<Array1<T>>,
     /// GRU: the projection's bias and `b_hn` (see `DirectionParams::gru_biases`).
     pub gru_bias: Option<(Array1<T>, Array1<T>)>,
-    /// `W_ihᵀ`, (layer_input_size, max(H, 16)), row-major, zero-padded columns.
+    /// `W_ihᵀ`, `(layer_input_size, padded_width(G*H))`, row-major, zero-padded columns
+    /// (see [`transpose_padded`]).
     pub w_ih_t: Array2<T>,
-    /// `W_hhᵀ`, (H_out, max(G*H, 16)), row-major, zero-padded columns.
+    /// `W_hhᵀ`, `(H_out, padded_width(G*H))`, row-major, zero-padded columns.
     pub w_hh_t: Array2<T>,
-    /// `W_hrᵀ`, (H, max(P, 16)), for an LSTM with projections.
+    /// `W_hrᵀ`, `(H, padded_width(P))`, for an LSTM with projections.
     pub w_hr_t: Option<Array2<T>>,
     /// `None`: the gate rows (columns of the packed weights, entries of the biases) are
     /// in torch's order. `Some(s)`: the hidden units are in two parts, `0..s` and `s..H`,
