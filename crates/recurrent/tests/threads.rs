@@ -54,18 +54,20 @@ fn check<T: Float>(config: RnnConfig, shape: &[usize], with_h0: bool) {
 
 #[test]
 fn row_split_products() {
-    // N = 40 rows per step: split by rows (with a leftover that is not a tile multiple).
+    // 320 rows x 37 x 129 >= 2^20: the projections split by rows (with a leftover that
+    // is not a tile multiple); N = 40 splits the recurrence by batch.
     for nl in [Nonlinearity::Tanh, Nonlinearity::Relu] {
         let config = RnnConfig::new(37, 129).num_layers(2).nonlinearity(nl);
-        check::<f32>(config.clone(), &[3, 40, 37], true);
-        check::<f64>(config.batch_first(true), &[40, 3, 37], false);
+        check::<f32>(config.clone(), &[8, 40, 37], true);
+        check::<f64>(config.batch_first(true), &[40, 8, 37], false);
     }
 }
 
 #[test]
 fn column_split_products_for_batch_one() {
-    // N = 1 and a 520-wide weight: split by columns, with an odd edge.
-    let config = RnnConfig::new(33, 520);
+    // N = 1 and a 1037-wide weight (>= 2^20 multiply-adds a step): split by columns,
+    // with an odd edge.
+    let config = RnnConfig::new(33, 1037);
     check::<f32>(config.clone(), &[4, 33], true);
     check::<f64>(config.bidirectional(true), &[3, 1, 33], false);
 }
@@ -75,13 +77,13 @@ fn narrow_layers_split_by_batch() {
     // H < 16 runs the fused narrow kernel; N = 37 with enough work splits the batch
     // unevenly between two threads.
     let config = RnnConfig::new(15, 15).num_layers(2);
-    check::<f32>(config.clone(), &[40, 37, 15], true);
+    check::<f32>(config.clone(), &[120, 37, 15], true);
     check::<f64>(
         config
             .batch_first(true)
             .bidirectional(true)
             .nonlinearity(Nonlinearity::Relu),
-        &[37, 40, 15],
+        &[37, 120, 15],
         true,
     );
 }
