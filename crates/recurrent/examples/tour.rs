@@ -111,5 +111,25 @@ fn main() -> Result<()> {
         max_abs_diff(&out, &ref_out),
         max_abs_diff(&hn, &ref_hn)
     );
+
+    // 5. A live input, one step at a time: the stream carries the state between steps
+    //    and gives what one call over the whole sequence gives.
+    println!("\n== 5. Streaming RNN(10, 20, num_layers=2) one step at a time");
+    let layered = Rnn::<f32>::seeded(RnnConfig::new(10, 20).num_layers(2), 2)?;
+    let x = Array3::<f32>::from_shape_fn((8, 1, 10), |(t, _, i)| ((t * 10 + i) as f32 * 0.1).cos());
+    let (whole, hn_whole) = layered.forward(x.view().into_dyn(), None)?;
+    let mut stream = layered.stream(None)?;
+    let mut worst = 0.0f32;
+    for (t, x_t) in x.outer_iter().enumerate() {
+        let y_t = stream.step(x_t)?; // (N, H): this step's output, a view into the stream
+        let want = whole.index_axis(ndarray::Axis(0), t);
+        worst = worst.max(max_abs_diff(&y_t.to_owned().into_dyn(), &want.to_owned()));
+    }
+    let hn_stream = stream.state().map(|h| h.to_owned());
+    println!(
+        "8 steps streamed vs one call: output diff {:e}, h_n diff {:e}",
+        worst,
+        hn_stream.map_or(f32::NAN, |h| max_abs_diff(&h, &hn_whole))
+    );
     Ok(())
 }
