@@ -296,6 +296,48 @@ mod tests {
         }
     }
 
+    /// Weights laid out as the layers pack them (rows padded to `padded_width`), with NaN
+    /// in the padding: the tiles that read past the last real column must discard those
+    /// lanes. Also from a column offset into the rows, as the threaded splits pass them.
+    fn padded_case<T: Float>(m: usize, k: usize, h: usize, tol: f64) {
+        let ldw = crate::params::padded_width::<T>(h);
+        let x = Array2::from_shape_fn((m, k), |(i, p)| {
+            T::of(((i * 7 + p * 3) % 11) as f64 * 0.1 - 0.5)
+        });
+        let mut wt = vec![T::nan(); k * ldw];
+        for p in 0..k {
+            for j in 0..h {
+                wt[p * ldw + j] = T::of(((p * 5 + j * 3) % 17) as f64 * 0.05 - 0.4);
+            }
+        }
+        for start in [0, h / 3] {
+            let width = h - start;
+            let mut y = Array2::from_elem((m, width), T::of(0.25));
+            let mut want = y.clone();
+            gemv_rows(&x.view(), &wt[start..], ldw, &mut y.view_mut());
+            gemv_rows_plain(&x.view(), &wt[start..], ldw, &mut want.view_mut());
+            for (a, b) in y.iter().zip(want.iter()) {
+                let (a, b) = (a.as_f64(), b.as_f64());
+                assert!(
+                    (a - b).abs() <= tol * (1.0 + b.abs()),
+                    "{m}x{k}x{h} from {start}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_past_the_last_column_discard_the_padding() {
+        for &m in &[8, 9, 16, 17] {
+            for &k in &[1, 5, 40] {
+                for &h in &[1, 3, 15, 17, 33, 47, 100, 129, 400] {
+                    padded_case::<f32>(m, k, h, 1e-5);
+                    padded_case::<f64>(m, k, h, 1e-12);
+                }
+            }
+        }
+    }
+
     #[test]
     fn narrow_rows_against_padded_weights() {
         for h in 1..NARROW {

@@ -44,6 +44,42 @@ fn tile<T: Float, const MR: usize, const NR: usize, const FMA: bool>(
     }
 }
 
+/// The last `r < W` columns at `j0` as one W-wide tile whose extra lanes are discarded:
+/// the packed weight's rows are padded (see `params::padded_width`), so the W weights
+/// from `j0` on exist; the caller checks that `wt` holds them for every k.
+#[inline(always)]
+fn tile_tail<T: Float, const MR: usize, const W: usize, const FMA: bool>(
+    xs: &[&[T]; MR],
+    wt: &[T],
+    ldw: usize,
+    j0: usize,
+    ys: &mut [&mut [T]; MR],
+) {
+    let k = xs[0].len();
+    let mut acc = [[T::zero(); W]; MR];
+    for i in 0..MR {
+        for (a, &v) in acc[i].iter_mut().zip(&ys[i][j0..]) {
+            *a = v;
+        }
+    }
+    for p in 0..k {
+        let b: &[T; W] = wt[p * ldw + j0..p * ldw + j0 + W]
+            .try_into()
+            .expect("W-wide slice"); // ok: the range is W long
+        for i in 0..MR {
+            let a = xs[i][p];
+            for l in 0..W {
+                acc[i][l] = madd::<T, FMA>(a, b[l], acc[i][l]);
+            }
+        }
+    }
+    for i in 0..MR {
+        for (v, &a) in ys[i][j0..].iter_mut().zip(&acc[i]) {
+            *v = a;
+        }
+    }
+}
+
 /// The same for a column range narrower than NR (the right edge).
 #[inline(always)]
 fn edge<T: Float, const MR: usize, const FMA: bool>(
@@ -66,8 +102,21 @@ fn edge<T: Float, const MR: usize, const FMA: bool>(
     }
 }
 
+/// How a block of columns is computed.
+#[derive(Clone, Copy)]
+enum Cols {
+    /// NR columns.
+    Full,
+    /// NH = NR / 2 columns.
+    Half,
+    /// The last columns, fewer than NH, as an NH-wide tile.
+    Tail,
+    /// The last columns, by the plain loop (the weight is not padded that far).
+    Edge,
+}
+
 #[inline(always)]
-fn body<T: Float, const MR: usize, const NR: usize, const FMA: bool>(
+fn body<T: Float, const MR: usize, const NR: usize, const NH: usize, const FMA: bool>(
     x: &ArrayView2<'_, T>,
     wt: &[T],
     ldw: usize,
@@ -75,9 +124,19 @@ fn body<T: Float, const MR: usize, const NR: usize, const FMA: bool>(
 ) -> usize {
     let h = y.ncols();
     let full_rows = x.nrows() / MR * MR;
+    let k = x.ncols();
     let mut j0 = 0;
     while j0 < h {
-        let wide = j0 + NR <= h;
+        let rest = h - j0;
+        let (cols, width) = if rest >= NR {
+            (Cols::Full, NR)
+        } else if rest >= NH {
+            (Cols::Half, NH)
+        } else if k > 0 && j0 + NH <= ldw && wt.len() >= (k - 1) * ldw + j0 + NH {
+            (Cols::Tail, rest)
+        } else {
+            (Cols::Edge, rest)
+        };
         let blocks = x
             .axis_chunks_iter(Axis(0), MR)
             .zip(y.axis_chunks_iter_mut(Axis(0), MR))
@@ -97,13 +156,14 @@ fn body<T: Float, const MR: usize, const NR: usize, const FMA: bool>(
                     .and_then(|r| r.into_slice())
                     .expect("contiguous row") // ok: rows checked contiguous by the caller
             });
-            if wide {
-                tile::<T, MR, NR, FMA>(&xs, wt, ldw, j0, &mut ys);
-            } else {
-                edge::<T, MR, FMA>(&xs, wt, ldw, j0, &mut ys);
+            match cols {
+                Cols::Full => tile::<T, MR, NR, FMA>(&xs, wt, ldw, j0, &mut ys),
+                Cols::Half => tile::<T, MR, NH, FMA>(&xs, wt, ldw, j0, &mut ys),
+                Cols::Tail => tile_tail::<T, MR, NH, FMA>(&xs, wt, ldw, j0, &mut ys),
+                Cols::Edge => edge::<T, MR, FMA>(&xs, wt, ldw, j0, &mut ys),
             }
         }
-        j0 += NR;
+        j0 += width;
     }
     full_rows
 }
@@ -118,9 +178,9 @@ unsafe fn body_avx512<T: Float>(
 ) -> usize {
     // 8 rows x 2 zmm of columns: 16 accumulators of the 32 registers.
     if std::mem::size_of::<T>() == 4 {
-        body::<T, 8, 32, true>(x, wt, ldw, y)
+        body::<T, 8, 32, 16, true>(x, wt, ldw, y)
     } else {
-        body::<T, 8, 16, true>(x, wt, ldw, y)
+        body::<T, 8, 16, 8, true>(x, wt, ldw, y)
     }
 }
 
@@ -134,9 +194,9 @@ unsafe fn body_avx2<T: Float>(
 ) -> usize {
     // 4 rows x 2 ymm: 8 accumulators of the 16 registers.
     if std::mem::size_of::<T>() == 4 {
-        body::<T, 4, 16, true>(x, wt, ldw, y)
+        body::<T, 4, 16, 8, true>(x, wt, ldw, y)
     } else {
-        body::<T, 4, 8, true>(x, wt, ldw, y)
+        body::<T, 4, 8, 4, true>(x, wt, ldw, y)
     }
 }
 
@@ -160,8 +220,8 @@ pub(crate) fn packed_gemm_rows<T: Float>(
         }
     }
     if std::mem::size_of::<T>() == 4 {
-        body::<T, 4, 8, false>(x, wt, ldw, y)
+        body::<T, 4, 8, 4, false>(x, wt, ldw, y)
     } else {
-        body::<T, 4, 4, false>(x, wt, ldw, y)
+        body::<T, 4, 4, 2, false>(x, wt, ldw, y)
     }
 }
