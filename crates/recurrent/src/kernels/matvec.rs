@@ -119,7 +119,26 @@ fn row_body<
         row_block::<T, B8, FMA>(x, wt, ldw, y, j);
         j += B8;
     }
-    if j < h {
+    let k = x.len();
+    if j < h && k > 0 && j + B8 <= ldw && wt.len() >= (k - 1) * ldw + j + B8 {
+        // The last columns as one B8-wide block that reads into the row's padding (see
+        // `params::padded_width`) and keeps only the real lanes.
+        let mut acc = [T::zero(); B8];
+        for (a, &v) in acc.iter_mut().zip(&y[j..]) {
+            *a = v;
+        }
+        for (p, &xk) in x.iter().enumerate() {
+            let r: &[T; B8] = wt[p * ldw + j..p * ldw + j + B8]
+                .try_into()
+                .expect("B8-wide slice"); // ok: the range is B8 long
+            for l in 0..B8 {
+                acc[l] = madd::<T, FMA>(xk, r[l], acc[l]);
+            }
+        }
+        for (v, &a) in y[j..].iter_mut().zip(&acc) {
+            *v = a;
+        }
+    } else if j < h {
         let tail = &mut y[j..];
         for (k, &xk) in x.iter().enumerate() {
             let row = &wt[k * ldw + j..k * ldw + h];
@@ -328,7 +347,7 @@ mod tests {
 
     #[test]
     fn tiles_past_the_last_column_discard_the_padding() {
-        for &m in &[8, 9, 16, 17] {
+        for &m in &[1, 3, 8, 9, 16, 17] {
             for &k in &[1, 5, 40] {
                 for &h in &[1, 3, 15, 17, 33, 47, 100, 129, 400] {
                     padded_case::<f32>(m, k, h, 1e-5);
