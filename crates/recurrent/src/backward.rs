@@ -361,8 +361,9 @@ fn backward_layers<T: Float>(
     };
 
     let threads = rayon::current_num_threads();
-    let g_count = config.kind.gate_count();
-    let gates = g_count * hidden;
+    // The two directions of a layer are independent: with two threads and a batch too
+    // small to split, one per thread.
+    let parallel = directions == 2 && threads >= 2 && batch < 16;
 
     // Forward, keeping every layer's output and, per direction, every step's values.
     let mut saved: Vec<Vec<Saved<Array3<T>>>> = Vec::with_capacity(num_layers);
@@ -371,25 +372,33 @@ fn backward_layers<T: Float>(
     for layer in 0..num_layers {
         let x = &layer_inputs[layer];
         let mut out = Array3::zeros((seq_len, batch, directions * h_out));
-        let mut layer_saved = Vec::with_capacity(directions);
-        for direction in 0..directions {
+        let run = |direction: usize, out: ArrayViewMut3<'_, T>, threads: usize| {
             let index = layer * directions + direction;
-            let p = &layers.all_direction_params()[index];
             let (h, c) = initial(index);
-            let cols = direction * h_out..(direction + 1) * h_out;
-            let s = forward_direction(
+            forward_direction(
                 config,
-                p,
+                &layers.all_direction_params()[index],
                 x,
                 h,
                 c,
                 &lengths,
                 direction == 1,
-                out.slice_mut(s![.., .., cols]),
+                out,
                 threads,
-            );
-            layer_saved.push(s);
-        }
+            )
+        };
+        // Each direction writes its own column half of the layer's output.
+        let (forward_half, reverse_half) = out.view_mut().split_at(Axis(2), h_out);
+        let layer_saved: Vec<Saved<Array3<T>>> = if parallel {
+            let (a, b) = rayon::join(|| run(0, forward_half, 1), || run(1, reverse_half, 1));
+            vec![a, b]
+        } else {
+            let mut all = vec![run(0, forward_half, threads)];
+            if directions == 2 {
+                all.push(run(1, reverse_half, threads));
+            }
+            all
+        };
         if layer + 1 < num_layers {
             let mut next = out;
             if let Some(masks) = masks {
@@ -406,102 +415,39 @@ fn backward_layers<T: Float>(
     let mut grad_c0 = Array3::<T>::zeros((states, batch, hidden));
     for layer in (0..num_layers).rev() {
         let x = &layer_inputs[layer];
-        let rows = seq_len * batch;
-        let mut grad_x = Array3::<T>::zeros(x.raw_dim());
-        for (direction, s) in saved[layer].iter().enumerate() {
+        let run = |direction: usize, threads: usize| {
             let index = layer * directions + direction;
-            let p = &layers.all_direction_params()[index];
-            let mut acc = Accumulated::zeros(p);
-            let weights = RowWeights::new(p);
             let cols = direction * h_out..(direction + 1) * h_out;
-            let mut dh: Array2<T> = grad_hn.index_axis(Axis(0), index).to_owned();
-            let mut dc: Array2<T> = grad_cn.index_axis(Axis(0), index).to_owned();
-            // Per step (indexed by t): the pre-activation gradients on the input side and
-            // on the hidden side; their products with the inputs, the states and the
-            // weights are taken once for all steps after the loop.
-            let mut all_da_in = Array3::<T>::zeros((seq_len, batch, gates));
-            let mut all_da_hidden = match config.kind {
-                Kind::Gru => Array3::<T>::zeros((seq_len, batch, gates)),
-                _ => Array3::<T>::zeros((0, batch, gates)), // the same as da_in
-            };
-            let grad_dir = grad.slice(s![.., .., cols]);
-            let saved_dir = s.as_ref().map(|a| a.view());
-            let run = |s: SavedView<'_, T>,
-                       grad: ArrayView3<'_, T>,
-                       dh: ArrayViewMut2<'_, T>,
-                       dc: ArrayViewMut2<'_, T>,
-                       da_in: ArrayViewMut3<'_, T>,
-                       da_hidden: ArrayViewMut3<'_, T>,
-                       lengths: &[usize],
-                       threads: usize| {
-                backward_steps(
-                    config,
-                    p,
-                    &weights,
-                    s,
-                    grad,
-                    dh,
-                    dc,
-                    da_in,
-                    da_hidden,
-                    lengths,
-                    direction == 1,
-                    threads,
-                )
-            };
-            let w_hr_grad = if threads >= 2 && batch >= 16 {
-                // Sequences recur independently: half of the batch per thread.
-                let half = batch / 2;
-                let (s0, s1) = saved_dir.map(|a| a.split_at(Axis(1), half)).unzip();
-                let (g0, g1) = grad_dir.split_at(Axis(1), half);
-                let (dh0, dh1) = dh.view_mut().split_at(Axis(0), half);
-                let (dc0, dc1) = dc.view_mut().split_at(Axis(0), half);
-                let (a0, a1) = all_da_in.view_mut().split_at(Axis(1), half);
-                let (b0, b1) = all_da_hidden.view_mut().split_at(Axis(1), half);
-                let (l0, l1) = lengths.split_at(half);
-                let (w0, w1) = rayon::join(
-                    || run(s0, g0, dh0, dc0, a0, b0, l0, 1),
-                    || run(s1, g1, dh1, dc1, a1, b1, l1, 1),
-                );
-                w0 + w1
-            } else {
-                run(
-                    saved_dir,
-                    grad_dir,
-                    dh.view_mut(),
-                    dc.view_mut(),
-                    all_da_in.view_mut(),
-                    all_da_hidden.view_mut(),
-                    &lengths,
-                    threads,
-                )
-            };
-            if p.w_hr.is_some() {
-                acc.w_hr += &w_hr_grad;
+            direction_backward(
+                config,
+                &layers.all_direction_params()[index],
+                &saved[layer][direction],
+                x,
+                grad.slice(s![.., .., cols]),
+                grad_hn.index_axis(Axis(0), index).to_owned(),
+                grad_cn.index_axis(Axis(0), index).to_owned(),
+                &lengths,
+                direction == 1,
+                threads,
+            )
+        };
+        let results = if parallel {
+            let (a, b) = rayon::join(|| run(0, 1), || run(1, 1));
+            [Some(a), Some(b)]
+        } else {
+            let first = run(0, threads);
+            [Some(first), (directions == 2).then(|| run(1, threads))]
+        };
+        let mut grad_x: Option<Array3<T>> = None;
+        for (direction, r) in results.into_iter().flatten().enumerate() {
+            let index = layer * directions + direction;
+            match grad_x.as_mut() {
+                Some(g) => *g += &r.grad_x,
+                None => grad_x = Some(r.grad_x),
             }
-            {
-                let da_in = flat(&all_da_in, rows);
-                let da_hidden = match config.kind {
-                    Kind::Gru => flat(&all_da_hidden, rows),
-                    _ => da_in.view(),
-                };
-                par_gemm(da_in.t(), flat(x, rows), acc.w_ih.view_mut(), threads);
-                par_gemm(
-                    da_hidden.t(),
-                    flat(&s.h_prev, rows),
-                    acc.w_hh.view_mut(),
-                    threads,
-                );
-                acc.b_ih += &da_in.sum_axis(Axis(0));
-                acc.b_hh += &da_hidden.sum_axis(Axis(0));
-                let mut gx = grad_x
-                    .view_mut()
-                    .into_shape_with_order((rows, x.len_of(Axis(2))))
-                    .expect("owned standard array"); // ok: allocated above
-                matmul_acc(&da_in, &weights.w_ih, T::one(), &mut gx, threads);
-            }
-            grad_h0.index_axis_mut(Axis(0), index).assign(&dh);
-            grad_c0.index_axis_mut(Axis(0), index).assign(&dc);
+            let acc = r.acc;
+            grad_h0.index_axis_mut(Axis(0), index).assign(&r.dh);
+            grad_c0.index_axis_mut(Axis(0), index).assign(&r.dc);
             for name in param_names(config)
                 .into_iter()
                 .filter(|n| n.layer == layer && n.direction() == direction)
@@ -516,6 +462,9 @@ fn backward_layers<T: Float>(
                 param_grads.push((name.to_string(), g));
             }
         }
+        let Some(mut grad_x) = grad_x else {
+            unreachable!("a layer has at least one direction")
+        };
         // Into the previous layer's output, back through its dropout.
         if let (Some(masks), true) = (masks, layer > 0) {
             grad_x.zip_mut_with(&masks.masks()[layer - 1], |g, &m| *g *= m);
@@ -777,6 +726,118 @@ fn forward_direction<T: Float>(
         );
     }
     saved
+}
+
+/// What one direction's backward gives: its parameter gradients, the gradients of its
+/// initial states, and its share of the gradient of the layer's input.
+struct DirectionGrads<T> {
+    acc: Accumulated<T>,
+    dh: Array2<T>,
+    dc: Array2<T>,
+    grad_x: Array3<T>,
+}
+
+/// The backward of one direction of one layer: `s` what its forward kept, `x` the
+/// layer's input, `grad` the gradient of this direction's output columns, `dh`/`dc` the
+/// gradients of its h_n/c_n.
+#[allow(clippy::too_many_arguments)]
+fn direction_backward<T: Float>(
+    config: &RnnConfig,
+    p: &DirectionParams<T>,
+    s: &Saved<Array3<T>>,
+    x: &Array3<T>,
+    grad: ArrayView3<'_, T>,
+    mut dh: Array2<T>,
+    mut dc: Array2<T>,
+    lengths: &[usize],
+    reverse: bool,
+    threads: usize,
+) -> DirectionGrads<T> {
+    let (seq_len, batch, _) = x.dim();
+    let rows = seq_len * batch;
+    let gates = p.w_ih.nrows();
+    let mut grad_x = Array3::<T>::zeros(x.raw_dim());
+    let mut acc = Accumulated::zeros(p);
+    let weights = RowWeights::new(p);
+    // Per step (indexed by t): the pre-activation gradients on the input side and
+    // on the hidden side; their products with the inputs, the states and the
+    // weights are taken once for all steps after the loop.
+    let mut all_da_in = Array3::<T>::zeros((seq_len, batch, gates));
+    let mut all_da_hidden = match config.kind {
+        Kind::Gru => Array3::<T>::zeros((seq_len, batch, gates)),
+        _ => Array3::<T>::zeros((0, batch, gates)), // the same as da_in
+    };
+    let grad_dir = grad;
+    let saved_dir = s.as_ref().map(|a| a.view());
+    let run = |s: SavedView<'_, T>,
+               grad: ArrayView3<'_, T>,
+               dh: ArrayViewMut2<'_, T>,
+               dc: ArrayViewMut2<'_, T>,
+               da_in: ArrayViewMut3<'_, T>,
+               da_hidden: ArrayViewMut3<'_, T>,
+               lengths: &[usize],
+               threads: usize| {
+        backward_steps(
+            config, p, &weights, s, grad, dh, dc, da_in, da_hidden, lengths, reverse, threads,
+        )
+    };
+    let w_hr_grad = if threads >= 2 && batch >= 16 {
+        // Sequences recur independently: half of the batch per thread.
+        let half = batch / 2;
+        let (s0, s1) = saved_dir.map(|a| a.split_at(Axis(1), half)).unzip();
+        let (g0, g1) = grad_dir.split_at(Axis(1), half);
+        let (dh0, dh1) = dh.view_mut().split_at(Axis(0), half);
+        let (dc0, dc1) = dc.view_mut().split_at(Axis(0), half);
+        let (a0, a1) = all_da_in.view_mut().split_at(Axis(1), half);
+        let (b0, b1) = all_da_hidden.view_mut().split_at(Axis(1), half);
+        let (l0, l1) = lengths.split_at(half);
+        let (w0, w1) = rayon::join(
+            || run(s0, g0, dh0, dc0, a0, b0, l0, 1),
+            || run(s1, g1, dh1, dc1, a1, b1, l1, 1),
+        );
+        w0 + w1
+    } else {
+        run(
+            saved_dir,
+            grad_dir,
+            dh.view_mut(),
+            dc.view_mut(),
+            all_da_in.view_mut(),
+            all_da_hidden.view_mut(),
+            lengths,
+            threads,
+        )
+    };
+    if p.w_hr.is_some() {
+        acc.w_hr += &w_hr_grad;
+    }
+    {
+        let da_in = flat(&all_da_in, rows);
+        let da_hidden = match config.kind {
+            Kind::Gru => flat(&all_da_hidden, rows),
+            _ => da_in.view(),
+        };
+        par_gemm(da_in.t(), flat(x, rows), acc.w_ih.view_mut(), threads);
+        par_gemm(
+            da_hidden.t(),
+            flat(&s.h_prev, rows),
+            acc.w_hh.view_mut(),
+            threads,
+        );
+        acc.b_ih += &da_in.sum_axis(Axis(0));
+        acc.b_hh += &da_hidden.sum_axis(Axis(0));
+        let mut gx = grad_x
+            .view_mut()
+            .into_shape_with_order((rows, x.len_of(Axis(2))))
+            .expect("owned standard array"); // ok: allocated above
+        matmul_acc(&da_in, &weights.w_ih, T::one(), &mut gx, threads);
+    }
+    DirectionGrads {
+        acc,
+        dh,
+        dc,
+        grad_x,
+    }
 }
 
 /// The step loop of [`forward_direction`] for a range of the batch: `gi` `(L, n, G*H)`

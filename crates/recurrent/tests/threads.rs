@@ -325,28 +325,36 @@ fn gradients_on<T: Float>(
 #[test]
 fn backward_splits_the_batch_between_two_threads() {
     // N = 20 >= 16: with two threads the backward's forward and step loops each run
-    // half of the batch on each thread (the one-thread path is the one the torch
-    // fixtures check).
-    let lengths: Vec<usize> = (0..20).map(|n| 1 + (n * 3) % 7).collect();
-    for config in [
-        RnnConfig::new(5, 12).num_layers(2).bidirectional(true),
-        RnnConfig::lstm(5, 10).proj_size(4).num_layers(2),
-        RnnConfig::gru(5, 9).batch_first(true).bidirectional(true),
-    ] {
-        let layers = recurrent::params::Layers::<f64>::seeded(config.clone(), 2).unwrap();
-        let shape = if config.batch_first {
-            [20, 7, 5]
-        } else {
-            [7, 20, 5]
-        };
-        let x = input::<f64>(&shape, 1);
-        let mut out_shape = shape;
-        out_shape[2] = config.output_size();
-        let grad_out = input::<f64>(&out_shape, 2);
-        let one = gradients_on(config.kind, &layers, &x, &lengths, &grad_out, 1);
-        let two = gradients_on(config.kind, &layers, &x, &lengths, &grad_out, 2);
-        for ((name, a), (_, b)) in two.iter().zip(&one) {
-            common::assert_close_tol(a, b, 1e-10, 1e-12, &format!("{config}: {name}"));
+    // half of the batch on each thread. N = 3: the two directions of a bidirectional
+    // layer run one per thread. (The one-thread path is the one the torch fixtures
+    // check.)
+    for batch in [20, 3] {
+        let lengths: Vec<usize> = (0..batch).map(|n| 1 + (n * 3) % 7).collect();
+        for config in [
+            RnnConfig::new(5, 12).num_layers(2).bidirectional(true),
+            RnnConfig::lstm(5, 10)
+                .proj_size(4)
+                .num_layers(2)
+                .bidirectional(true),
+            RnnConfig::lstm(5, 10).proj_size(4).num_layers(2),
+            RnnConfig::gru(5, 9).batch_first(true).bidirectional(true),
+        ] {
+            let layers = recurrent::params::Layers::<f64>::seeded(config.clone(), 2).unwrap();
+            let shape = if config.batch_first {
+                [batch, 7, 5]
+            } else {
+                [7, batch, 5]
+            };
+            let x = input::<f64>(&shape, 1);
+            let mut out_shape = shape;
+            out_shape[2] = config.output_size();
+            let grad_out = input::<f64>(&out_shape, 2);
+            let one = gradients_on(config.kind, &layers, &x, &lengths, &grad_out, 1);
+            let two = gradients_on(config.kind, &layers, &x, &lengths, &grad_out, 2);
+            for ((name, a), (_, b)) in two.iter().zip(&one) {
+                let what = format!("{config} N={batch}: {name}");
+                common::assert_close_tol(a, b, 1e-10, 1e-12, &what);
+            }
         }
     }
 }
