@@ -1045,7 +1045,12 @@ fn backward_steps<T: Float>(
                     dh_run.row_mut(n).fill(T::zero());
                 }
             }
-            w_hr_grad += &dh_run.t().dot(&s.h_full.index_axis(Axis(0), t));
+            gemm(
+                &dh_run.t(),
+                &s.h_full.index_axis(Axis(0), t),
+                T::one(),
+                &mut w_hr_grad.view_mut(),
+            );
             dh_full.fill(T::zero());
             matmul_acc(
                 &dh_run.view(),
