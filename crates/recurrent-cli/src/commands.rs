@@ -8,7 +8,7 @@ use recurrent::io::npy::{self, NpyArray};
 use recurrent::io::safetensors::{self as st, StateDict};
 use recurrent::{Error, Float, Gru, Kind, Lstm, Rnn, RnnConfig};
 
-use crate::{BackwardArgs, DtypeArg, InitArgs, InspectArgs, RunArgs};
+use crate::{BackwardArgs, DtypeArg, ForwardArgs, InitArgs, InspectArgs, RunArgs};
 
 type CliResult = Result<(), String>;
 
@@ -39,54 +39,48 @@ fn load_dict(path: &Path, prefix: Option<&str>) -> Result<(StateDict, String, Rn
 
 /// `recurrent run`.
 pub fn run(args: RunArgs) -> CliResult {
-    let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
-    let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
-    let lengths = apply_flags(
-        &mut config,
-        &ModelFlags {
-            model: &args.model,
-            batch_first: args.batch_first,
-            nonlinearity: args.nonlinearity,
-            has_h0: args.h0.is_some(),
-            lstm_only: &[("--c0", args.c0.is_some()), ("--cn", args.cn.is_some())],
-            lengths: args.lengths.as_deref(),
-        },
-    )?;
+    let (input, dict, prefix, config, lengths) =
+        load_forward(&args.forward, ("--cn", args.cn.is_some()))?;
+    let lengths = lengths.as_deref();
     match input {
-        NpyArray::F32(x) => run_typed::<f32>(&args, &dict, &prefix, config, x, lengths.as_deref()),
-        NpyArray::F64(x) => run_typed::<f64>(&args, &dict, &prefix, config, x, lengths.as_deref()),
+        NpyArray::F32(x) => run_typed::<f32>(&args, &dict, &prefix, config, x, lengths),
+        NpyArray::F64(x) => run_typed::<f64>(&args, &dict, &prefix, config, x, lengths),
     }
 }
 
-/// The flags `run` and `backward` share, checked against the model's kind.
-struct ModelFlags<'a> {
-    model: &'a Path,
-    batch_first: Option<bool>,
-    nonlinearity: Option<crate::NonlinearityArg>,
-    has_h0: bool,
-    /// LSTM-only flags and whether each was given (`--c0`, `--cn`/`--grad-cn`).
-    lstm_only: &'a [(&'a str, bool)],
-    lengths: Option<&'a Path>,
+/// What `run` and `backward` read before computing: the input, the state dict and its
+/// key prefix, the configuration with the flags applied, and the lengths.
+type Loaded = (NpyArray, StateDict, String, RnnConfig, Option<Vec<usize>>);
+
+/// Reads the input and the model and applies the flags; `output_flag` is the command's
+/// own LSTM-only flag (`--cn`, `--grad-cn`) and whether it was given.
+fn load_forward(args: &ForwardArgs, output_flag: (&str, bool)) -> Result<Loaded, String> {
+    let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
+    let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
+    let lengths = apply_flags(&mut config, args, output_flag)?;
+    Ok((input, dict, prefix, config, lengths))
 }
 
 /// Applies `--batch-first` and `--nonlinearity` to the inferred configuration, refuses
 /// flags that do not fit the model's kind, and reads `--lengths`.
 fn apply_flags(
     config: &mut RnnConfig,
-    flags: &ModelFlags<'_>,
+    args: &ForwardArgs,
+    output_flag: (&str, bool),
 ) -> Result<Option<Vec<usize>>, String> {
+    let lstm_only = [("--c0", args.c0.is_some()), output_flag];
     let holds = |config: &RnnConfig| {
         let article = if config.kind == Kind::Gru { "a" } else { "an" };
         format!(
             "{} holds {article} {}",
-            flags.model.display(),
+            args.model.display(),
             config.kind.name()
         )
     };
-    if let Some(batch_first) = flags.batch_first {
+    if let Some(batch_first) = args.batch_first {
         config.batch_first = batch_first;
     }
-    if let Some(nonlinearity) = flags.nonlinearity {
+    if let Some(nonlinearity) = args.nonlinearity {
         if config.kind != Kind::Rnn {
             return Err(format!(
                 "--nonlinearity applies to RNN models only; {}",
@@ -96,17 +90,17 @@ fn apply_flags(
         config.nonlinearity = nonlinearity.into();
     }
     if config.kind != Kind::Lstm {
-        if let Some((flag, _)) = flags.lstm_only.iter().find(|(_, given)| *given) {
+        if let Some((flag, _)) = lstm_only.iter().find(|(_, given)| *given) {
             return Err(format!(
                 "{flag} applies to LSTM models only; {}",
                 holds(config)
             ));
         }
-    } else if flags.has_h0 != flags.lstm_only.first().is_some_and(|(_, given)| *given) {
+    } else if args.h0.is_some() != args.c0.is_some() {
         return Err("--h0 and --c0: an LSTM takes both initial states or neither".to_string());
     }
-    flags
-        .lengths
+    args.lengths
+        .as_ref()
         .map(|path| npy::read_lengths(path).map_err(|e| e.to_string()))
         .transpose()
 }
@@ -130,6 +124,29 @@ fn read_state<T: Float>(
     }
 }
 
+/// A file's path for an error line (empty when absent).
+fn path_of(path: &Option<std::path::PathBuf>) -> String {
+    path.as_ref()
+        .map_or(String::new(), |p| p.display().to_string())
+}
+
+/// A forward's error as one line that names the file it is about: the state or lengths
+/// file it concerns, or else the input, with the model's description.
+fn forward_error(e: &Error, args: &ForwardArgs, description: &str) -> String {
+    match e {
+        Error::HiddenRank { .. } | Error::HiddenShape { .. } if args.h0.is_some() => {
+            format!("{}: {e}", path_of(&args.h0))
+        }
+        Error::CellShape { .. } | Error::CellRank { .. } if args.c0.is_some() => {
+            format!("{}: {e}", path_of(&args.c0))
+        }
+        Error::LengthsCount { .. }
+        | Error::ZeroLength { .. }
+        | Error::LengthExceedsInput { .. } => format!("{}: {e}", path_of(&args.lengths)),
+        _ => format!("{}: {e} (model: {description})", args.input.display()),
+    }
+}
+
 /// Computes in the input's dtype `T` (the model's tensors are converted to it).
 fn run_typed<T: Float>(
     args: &RunArgs,
@@ -139,9 +156,9 @@ fn run_typed<T: Float>(
     input: ArrayD<T>,
     lengths: Option<&[usize]>,
 ) -> CliResult {
-    let model_err = |e: Error| format!("{}: {e}", args.model.display());
-    let h0 = read_state::<T>(&args.h0, "h0")?;
-    let c0 = read_state::<T>(&args.c0, "c0")?;
+    let model_err = |e: Error| format!("{}: {e}", args.forward.model.display());
+    let h0 = read_state::<T>(&args.forward.h0, "h0")?;
+    let c0 = read_state::<T>(&args.forward.c0, "c0")?;
     let (x, h, c) = (
         input.view(),
         h0.as_ref().map(|a| a.view()),
@@ -175,35 +192,7 @@ fn run_typed<T: Float>(
             .map(|(o, h)| (o, h, None))
         }
     };
-    let (output, h_n, c_n) = result.map_err(|e| match &e {
-        Error::HiddenRank { .. } | Error::HiddenShape { .. } if args.h0.is_some() => {
-            format!(
-                "{}: {e}",
-                args.h0
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string())
-            )
-        }
-        Error::CellShape { .. } | Error::CellRank { .. } if args.c0.is_some() => {
-            format!(
-                "{}: {e}",
-                args.c0
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string())
-            )
-        }
-        Error::LengthsCount { .. }
-        | Error::ZeroLength { .. }
-        | Error::LengthExceedsInput { .. } => {
-            format!(
-                "{}: {e}",
-                args.lengths
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string())
-            )
-        }
-        _ => format!("{}: {e} (model: {description})", args.input.display()),
-    })?;
+    let (output, h_n, c_n) = result.map_err(|e| forward_error(&e, &args.forward, &description))?;
     // Write everything, or nothing: a failure removes what was already written.
     let mut written: Vec<&Path> = Vec::new();
     let outputs: [(Option<&std::path::PathBuf>, Option<&ArrayD<T>>); 3] = [
@@ -371,29 +360,12 @@ fn init_typed<T: Float>(
 
 /// `recurrent backward`.
 pub fn backward(args: BackwardArgs) -> CliResult {
-    let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
-    let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
-    let lengths = apply_flags(
-        &mut config,
-        &ModelFlags {
-            model: &args.model,
-            batch_first: args.batch_first,
-            nonlinearity: args.nonlinearity,
-            has_h0: args.h0.is_some(),
-            lstm_only: &[
-                ("--c0", args.c0.is_some()),
-                ("--grad-cn", args.grad_cn.is_some()),
-            ],
-            lengths: args.lengths.as_deref(),
-        },
-    )?;
+    let (input, dict, prefix, config, lengths) =
+        load_forward(&args.forward, ("--grad-cn", args.grad_cn.is_some()))?;
+    let lengths = lengths.as_deref();
     match input {
-        NpyArray::F32(x) => {
-            backward_typed::<f32>(&args, &dict, &prefix, config, x, lengths.as_deref())
-        }
-        NpyArray::F64(x) => {
-            backward_typed::<f64>(&args, &dict, &prefix, config, x, lengths.as_deref())
-        }
+        NpyArray::F32(x) => backward_typed::<f32>(&args, &dict, &prefix, config, x, lengths),
+        NpyArray::F64(x) => backward_typed::<f64>(&args, &dict, &prefix, config, x, lengths),
     }
 }
 
@@ -405,9 +377,9 @@ fn backward_typed<T: Float>(
     input: ArrayD<T>,
     lengths: Option<&[usize]>,
 ) -> CliResult {
-    let model_err = |e: Error| format!("{}: {e}", args.model.display());
-    let h0 = read_state::<T>(&args.h0, "h0")?;
-    let c0 = read_state::<T>(&args.c0, "c0")?;
+    let model_err = |e: Error| format!("{}: {e}", args.forward.model.display());
+    let h0 = read_state::<T>(&args.forward.h0, "h0")?;
+    let c0 = read_state::<T>(&args.forward.c0, "c0")?;
     let go = read_state::<T>(&Some(args.grad_output.clone()), "grad-output")?;
     let ghn = read_state::<T>(&args.grad_hn, "grad-hn")?;
     let gcn = read_state::<T>(&args.grad_cn, "grad-cn")?;
@@ -449,17 +421,7 @@ fn backward_typed<T: Float>(
             }
         }
     };
-    let path_of = |p: &Option<std::path::PathBuf>| {
-        p.as_ref()
-            .map_or(String::new(), |p| p.display().to_string())
-    };
     let grads = result.map_err(|e| match &e {
-        Error::HiddenRank { .. } | Error::HiddenShape { .. } if args.h0.is_some() => {
-            format!("{}: {e}", path_of(&args.h0))
-        }
-        Error::CellShape { .. } | Error::CellRank { .. } if args.c0.is_some() => {
-            format!("{}: {e}", path_of(&args.c0))
-        }
         Error::GradientShape {
             what: "grad_output",
             ..
@@ -468,12 +430,7 @@ fn backward_typed<T: Float>(
             what: "grad_h_n", ..
         } => format!("{}: {e}", path_of(&args.grad_hn)),
         Error::GradientShape { .. } => format!("{}: {e}", path_of(&args.grad_cn)),
-        Error::LengthsCount { .. }
-        | Error::ZeroLength { .. }
-        | Error::LengthExceedsInput { .. } => {
-            format!("{}: {e}", path_of(&args.lengths))
-        }
-        _ => format!("{}: {e} (model: {description})", args.input.display()),
+        _ => forward_error(&e, &args.forward, &description),
     })?;
     let mut tensors: Vec<(String, ndarray::ArrayViewD<'_, T>)> = grads
         .parameters

@@ -45,62 +45,16 @@ enum Command {
     Backward(BackwardArgs),
 }
 
-/// `recurrent backward`.
+/// What `run` and `backward` both read: the model, the forward's input and initial
+/// states, and the flags that adjust the stored configuration.
 #[derive(Args, Debug)]
-struct BackwardArgs {
-    /// The state_dict (safetensors).
-    #[arg(long, value_name = "M.safetensors")]
-    model: std::path::PathBuf,
-    /// The forward's input, as for `run`.
-    #[arg(long, value_name = "X.npy")]
-    input: std::path::PathBuf,
-    /// The gradient of the loss with respect to the output (the output's shape).
-    #[arg(long, value_name = "GO.npy")]
-    grad_output: std::path::PathBuf,
-    /// Where to write the gradients: torch's parameter names, plus `input` and `h0`.
-    #[arg(long, value_name = "GRADS.safetensors")]
-    output: std::path::PathBuf,
-    /// The forward's initial hidden state, as for `run`.
-    #[arg(long, value_name = "H0.npy")]
-    h0: Option<std::path::PathBuf>,
-    /// The gradient with respect to h_n (zeros if absent).
-    #[arg(long, value_name = "GHN.npy")]
-    grad_hn: Option<std::path::PathBuf>,
-    /// LSTM: the forward's initial cell state.
-    #[arg(long, value_name = "C0.npy")]
-    c0: Option<std::path::PathBuf>,
-    /// LSTM: the gradient with respect to c_n (zeros if absent).
-    #[arg(long, value_name = "GCN.npy")]
-    grad_cn: Option<std::path::PathBuf>,
-    /// Input and output are (N, L, F); overrides the file's metadata.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    batch_first: Option<bool>,
-    /// The activation; overrides the file's metadata.
-    #[arg(long, value_enum)]
-    nonlinearity: Option<NonlinearityArg>,
-    /// Per-sequence lengths (N,), int64 or int32, as for `run`.
-    #[arg(long, value_name = "LENGTHS.npy")]
-    lengths: Option<std::path::PathBuf>,
-    /// Key prefix of the layer's tensors; detected when unambiguous.
-    #[arg(long, value_name = "P")]
-    prefix: Option<String>,
-}
-
-/// `recurrent run`.
-#[derive(Args, Debug)]
-struct RunArgs {
+struct ForwardArgs {
     /// The state_dict, saved with safetensors.torch.save_file(model.state_dict(), path).
     #[arg(long, value_name = "M.safetensors")]
     model: std::path::PathBuf,
     /// Input (L, H_in), (L, N, H_in) or, with batch_first, (N, L, H_in); float32 or float64.
     #[arg(long, value_name = "X.npy")]
     input: std::path::PathBuf,
-    /// Where to write the output (L, N, D*H) (or the batch-first / unbatched form).
-    #[arg(long, value_name = "OUT.npy")]
-    output: std::path::PathBuf,
-    /// Where to write h_n (D*num_layers, N, H).
-    #[arg(long, value_name = "HN.npy")]
-    hn: Option<std::path::PathBuf>,
     /// Initial hidden state (D*num_layers, N, H_out), or (D*num_layers, H_out) for
     /// unbatched input; zeros if absent. Same dtype as the input.
     #[arg(long, value_name = "H0.npy")]
@@ -108,9 +62,6 @@ struct RunArgs {
     /// LSTM: initial cell state (D*num_layers, N, H); given with --h0 or not at all.
     #[arg(long, value_name = "C0.npy")]
     c0: Option<std::path::PathBuf>,
-    /// LSTM: where to write c_n (D*num_layers, N, H).
-    #[arg(long, value_name = "CN.npy")]
-    cn: Option<std::path::PathBuf>,
     /// Per-sequence lengths (N,), int64 or int32, each in 1..=L: as pack_padded_sequence ->
     /// model -> pad_packed_sequence(total_length=L); outputs past a length are zero.
     #[arg(long, value_name = "LENGTHS.npy")]
@@ -122,9 +73,44 @@ struct RunArgs {
     /// The activation. Overrides the file's metadata (default tanh).
     #[arg(long, value_enum)]
     nonlinearity: Option<NonlinearityArg>,
-    /// Key prefix of the RNN's tensors, e.g. `encoder.rnn.`; detected when unambiguous.
+    /// Key prefix of the layer's tensors, e.g. `encoder.rnn.`; detected when unambiguous.
     #[arg(long, value_name = "P")]
     prefix: Option<String>,
+}
+
+/// `recurrent backward`.
+#[derive(Args, Debug)]
+struct BackwardArgs {
+    #[command(flatten)]
+    forward: ForwardArgs,
+    /// The gradient of the loss with respect to the output (the output's shape).
+    #[arg(long, value_name = "GO.npy")]
+    grad_output: std::path::PathBuf,
+    /// Where to write the gradients: torch's parameter names, plus `input` and `h0`.
+    #[arg(long, value_name = "GRADS.safetensors")]
+    output: std::path::PathBuf,
+    /// The gradient with respect to h_n (zeros if absent).
+    #[arg(long, value_name = "GHN.npy")]
+    grad_hn: Option<std::path::PathBuf>,
+    /// LSTM: the gradient with respect to c_n (zeros if absent).
+    #[arg(long, value_name = "GCN.npy")]
+    grad_cn: Option<std::path::PathBuf>,
+}
+
+/// `recurrent run`.
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    forward: ForwardArgs,
+    /// Where to write the output (L, N, D*H) (or the batch-first / unbatched form).
+    #[arg(long, value_name = "OUT.npy")]
+    output: std::path::PathBuf,
+    /// Where to write h_n (D*num_layers, N, H).
+    #[arg(long, value_name = "HN.npy")]
+    hn: Option<std::path::PathBuf>,
+    /// LSTM: where to write c_n (D*num_layers, N, H).
+    #[arg(long, value_name = "CN.npy")]
+    cn: Option<std::path::PathBuf>,
 }
 
 /// `recurrent inspect`.

@@ -240,13 +240,7 @@ pub(super) fn scan<T: Float, A: Activation>(
         // the whole sequence, with no synchronisation between steps.
         let half = batch / 2 / 8 * 8;
         let (seq0, seq1) = seq.view_mut().split_at(Axis(1), half);
-        let (h0_0, h0_1) = match h0 {
-            Some(h) => {
-                let (a, b) = h.split_at(Axis(0), half);
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
+        let (h0_0, h0_1) = h0.map(|h| h.split_at(Axis(0), half)).unzip();
         rayon::join(
             || recur::<T, A>(seq0, packed, h0_0, reverse, 1),
             || recur::<T, A>(seq1, packed, h0_1, reverse, 1),
@@ -290,13 +284,7 @@ fn scan_narrow<T: Float, A: Activation>(
     let half = batch / 2;
     let (x0, x1) = x.split_at(Axis(1), half);
     let (y0, y1) = y.split_at(Axis(1), half);
-    let (h0_0, h0_1) = match h0 {
-        Some(h) => {
-            let (a, b) = h.split_at(Axis(0), half);
-            (Some(a), Some(b))
-        }
-        None => (None, None),
-    };
+    let (h0_0, h0_1) = h0.map(|h| h.split_at(Axis(0), half)).unzip();
     // Both halves have the same shapes and strides, so both apply or neither does.
     let (a, b) = rayon::join(|| run(x0, y0, h0_0), || run(x1, y1, h0_1));
     debug_assert_eq!(a, b);

@@ -424,40 +424,27 @@ fn recur<T: Float>(
             );
         }
         let gxt = gx.index_axis(Axis(0), t);
-        if let ([units], [tmp]) = (w.parts.as_slice(), tmps.as_mut_slice()) {
-            // One part: the whole arrays, no slicing.
+        // One part covers the whole arrays and takes them unsliced (a slice costs about
+        // as much as a small step's product).
+        let whole = w.parts.len() == 1;
+        for (units, tmp) in w.parts.iter().zip(&mut tmps) {
             let target = match proj {
                 Some(_) => cell_out.view_mut(),
                 None => h.view_mut(),
             };
-            w.block_step(
-                units,
-                gh.view_mut(),
-                gxt,
-                target,
-                c.view_mut(),
-                tmp,
-                t,
-                lengths,
-            );
-        }
-        for (units, tmp) in w.parts.iter().zip(&mut tmps).filter(|_| w.parts.len() > 1) {
-            let cols = s![.., g_count * units.start..g_count * units.end];
-            let part = s![.., units.clone()];
-            let target = match proj {
-                Some(_) => cell_out.slice_mut(part),
-                None => h.slice_mut(part),
+            let (g, x, target, c) = if whole {
+                (gh.view_mut(), gxt.view(), target, c.view_mut())
+            } else {
+                let cols = s![.., g_count * units.start..g_count * units.end];
+                let part = s![.., units.clone()];
+                (
+                    gh.slice_mut(cols),
+                    gxt.slice(cols),
+                    target.slice_move(part),
+                    c.slice_mut(part),
+                )
             };
-            w.block_step(
-                units,
-                gh.slice_mut(cols),
-                gxt.slice(cols),
-                target,
-                c.slice_mut(part),
-                tmp,
-                t,
-                lengths,
-            );
+            w.block_step(units, g, x, target, c, tmp, t, lengths);
         }
         if let Some(w_hr_t) = proj {
             matmul_acc(
