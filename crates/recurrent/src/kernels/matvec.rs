@@ -234,7 +234,8 @@ pub(crate) fn gemv_rows<T: Float>(
     }
     // Blocks of rows go through the register-tiled kernel (when a row is at least one
     // vector wide), the leftover rows below.
-    let done = if h >= 16 {
+    // (Every tile is at least 4 rows high: fewer rows go straight to the row kernel.)
+    let done = if h >= 16 && m >= 4 {
         super::packed_gemm::packed_gemm_rows(x, wt, ldw, y)
     } else {
         0
@@ -242,8 +243,15 @@ pub(crate) fn gemv_rows<T: Float>(
     if done == m {
         return;
     }
-    let x = &x.view().split_at(ndarray::Axis(0), done).1;
-    let y = &mut y.view_mut().split_at(ndarray::Axis(0), done).1;
+    let (x, mut y) = if done == 0 {
+        (x.view(), y.view_mut())
+    } else {
+        (
+            x.view().split_at(ndarray::Axis(0), done).1,
+            y.view_mut().split_at(ndarray::Axis(0), done).1,
+        )
+    };
+    let (x, y) = (&x, &mut y);
     #[cfg(target_arch = "x86_64")]
     {
         if super::isa::has_avx512() {

@@ -124,6 +124,9 @@ fn body<T: Float, const MR: usize, const NR: usize, const NH: usize, const FMA: 
 ) -> usize {
     let h = y.ncols();
     let full_rows = x.nrows() / MR * MR;
+    if full_rows == 0 {
+        return 0; // fewer rows than one tile: all the caller's
+    }
     let k = x.ncols();
     let mut j0 = 0;
     while j0 < h {
