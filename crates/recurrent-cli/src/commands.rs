@@ -6,6 +6,7 @@ use std::path::Path;
 use ndarray::ArrayD;
 use recurrent::io::npy::{self, NpyArray};
 use recurrent::io::safetensors::{self as st, StateDict};
+use recurrent::io::OutputSet;
 use recurrent::{Error, Float, Gru, Kind, Lstm, Rnn, RnnConfig};
 
 use crate::{BackwardArgs, DtypeArg, ForwardArgs, InitArgs, InspectArgs, RunArgs};
@@ -37,8 +38,46 @@ fn load_dict(path: &Path, prefix: Option<&str>) -> Result<(StateDict, String, Rn
     Ok((dict, prefix, config))
 }
 
+/// Refuses an output that is also one of the command's input files: replacing it would
+/// lose the input (and a failure must leave every input as it was).
+fn check_outputs(inputs: &[(&str, Option<&Path>)], outputs: &[(&str, Option<&Path>)]) -> CliResult {
+    for (out_flag, out) in outputs {
+        let Some(out) = out else { continue };
+        for (in_flag, input) in inputs {
+            if let Some(input) = input {
+                if recurrent::io::same_file(out, input) {
+                    return Err(format!(
+                        "{}: {out_flag} names the same file as {in_flag}; write the results to another path",
+                        out.display()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The input files of `run` and `backward`, with their flags.
+fn forward_inputs(args: &ForwardArgs) -> Vec<(&'static str, Option<&Path>)> {
+    vec![
+        ("--model", Some(args.model.as_path())),
+        ("--input", Some(args.input.as_path())),
+        ("--h0", args.h0.as_deref()),
+        ("--c0", args.c0.as_deref()),
+        ("--lengths", args.lengths.as_deref()),
+    ]
+}
+
 /// `recurrent run`.
 pub fn run(args: RunArgs) -> CliResult {
+    check_outputs(
+        &forward_inputs(&args.forward),
+        &[
+            ("--output", Some(args.output.as_path())),
+            ("--hn", args.hn.as_deref()),
+            ("--cn", args.cn.as_deref()),
+        ],
+    )?;
     let (input, dict, prefix, config, lengths) =
         load_forward(&args.forward, ("--cn", args.cn.is_some()))?;
     let lengths = lengths.as_deref();
@@ -193,8 +232,8 @@ fn run_typed<T: Float>(
         }
     };
     let (output, h_n, c_n) = result.map_err(|e| forward_error(&e, &args.forward, &description))?;
-    // Write everything, or nothing: a failure removes what was already written.
-    let mut written: Vec<&Path> = Vec::new();
+    // Write everything, or nothing (see recurrent::io::OutputSet).
+    let mut set = OutputSet::new();
     let outputs: [(Option<&std::path::PathBuf>, Option<&ArrayD<T>>); 3] = [
         (Some(&args.output), Some(&output)),
         (args.hn.as_ref(), Some(&h_n)),
@@ -202,15 +241,10 @@ fn run_typed<T: Float>(
     ];
     for (path, array) in outputs {
         if let (Some(path), Some(array)) = (path, array) {
-            if let Err(e) = npy::write(path, array) {
-                for done in written {
-                    let _ = std::fs::remove_file(done);
-                }
-                return Err(e.to_string());
-            }
-            written.push(path);
+            npy::stage(&mut set, path, array).map_err(|e| e.to_string())?;
         }
     }
+    set.commit().map_err(|e| e.to_string())?;
     out!(
         "{description}: output {:?}{}{}",
         output.shape(),
@@ -360,6 +394,13 @@ fn init_typed<T: Float>(
 
 /// `recurrent backward`.
 pub fn backward(args: BackwardArgs) -> CliResult {
+    let mut inputs = forward_inputs(&args.forward);
+    inputs.extend([
+        ("--grad-output", Some(args.grad_output.as_path())),
+        ("--grad-hn", args.grad_hn.as_deref()),
+        ("--grad-cn", args.grad_cn.as_deref()),
+    ]);
+    check_outputs(&inputs, &[("--output", Some(args.output.as_path()))])?;
     let (input, dict, prefix, config, lengths) =
         load_forward(&args.forward, ("--grad-cn", args.grad_cn.is_some()))?;
     let lengths = lengths.as_deref();

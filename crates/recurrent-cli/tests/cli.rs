@@ -691,7 +691,7 @@ fn family_errors_are_one_line() {
         ),
         (
             base(&["--lengths", s(&float_lengths)]),
-            vec!["float_lengths.npy", "int64 or int32"],
+            vec!["float_lengths.npy", "expected lengths as an integer array"],
         ),
         (
             base(&["--nonlinearity", "relu"]),
@@ -950,4 +950,318 @@ fn backward_lstm_with_lengths_reproduces_torch() {
         assert_close_f64(&grads.tensor::<f64>(name).unwrap(), &want);
     }
     assert!(grads.names().contains(&"weight_hr_l1_reverse"));
+}
+
+// --- reliability: nothing lost, nothing replaced that is not a regular file -------------
+
+/// Every file in `dir` with its bytes, to compare before and after a command.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = std::fs::read(e.path()).unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A folder with the example model and input, and `out.npy`, `hn.npy` and `grads.st`
+/// already there (as a user's earlier results would be).
+fn workspace() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/data");
+    let model = dir.path().join("model.safetensors");
+    let input = dir.path().join("input.npy");
+    std::fs::copy(root.join("model.safetensors"), &model).unwrap();
+    std::fs::copy(root.join("input.npy"), &input).unwrap();
+    for name in ["out.npy", "hn.npy", "grads.st"] {
+        std::fs::write(dir.path().join(name), format!("earlier {name}")).unwrap();
+    }
+    (dir, model, input)
+}
+
+#[test]
+fn a_failed_run_or_backward_leaves_every_earlier_file_byte_identical() {
+    let (dir, model, input) = workspace();
+    let d = dir.path();
+    let go = d.join("go.npy");
+    write_npy(&go, &ArrayD::<f32>::ones(IxDyn(&[10, 2, 8]))).unwrap();
+    let before_go = snapshot(d);
+    let cases: Vec<Vec<String>> = vec![
+        // The second output cannot be written: the first must not replace out.npy.
+        strings(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&d.join("out.npy")),
+            "--hn",
+            s(&d.join("missing/hn.npy")),
+        ]),
+        // The third output is a directory.
+        strings(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&d.join("out.npy")),
+            "--hn",
+            s(&d.join("hn.npy")),
+            "--cn",
+            s(d),
+        ]),
+        // Output and h_n into one file.
+        strings(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&d.join("out.npy")),
+            "--hn",
+            s(&d.join("./out.npy")),
+        ]),
+        // The output is the input itself (directly and through `..`).
+        strings(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&input),
+        ]),
+        strings(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&d.join("../").join(d.file_name().unwrap()).join("input.npy")),
+        ]),
+        strings(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&model),
+        ]),
+        // backward onto its own model file or gradient input.
+        strings(&[
+            "backward",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--grad-output",
+            s(&go),
+            "--output",
+            s(&model),
+        ]),
+        strings(&[
+            "backward",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--grad-output",
+            s(&go),
+            "--output",
+            s(&go),
+        ]),
+    ];
+    for args in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&args);
+        assert_fails(&o, &[], &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !stderr.contains(".recurrent-"),
+            "names a temp file: {stderr}"
+        );
+        assert_eq!(
+            snapshot(d),
+            before_go,
+            "files changed by {args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn outputs_that_are_devices_or_fifos_are_written_in_place_never_replaced() {
+    let (dir, model, input) = workspace();
+    let d = dir.path();
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        "/dev/null",
+        "--hn",
+        "/dev/null",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta = std::fs::metadata("/dev/null").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(meta.file_type().is_char_device(), "/dev/null was replaced");
+        // A FIFO receives the .npy bytes and stays a FIFO.
+        let fifo = d.join("out.fifo");
+        let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        let o = run(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&fifo),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let bytes = reader.join().unwrap();
+        let file = d.join("same.npy");
+        let o = run(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&file),
+        ]);
+        assert!(o.status.success());
+        assert_eq!(
+            bytes,
+            std::fs::read(&file).unwrap(),
+            "the FIFO got other bytes"
+        );
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        // A symbolic link is followed: the file it names is replaced, the link stays.
+        let link = d.join("link.npy");
+        std::os::unix::fs::symlink(d.join("out.npy"), &link).unwrap();
+        let o = run(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&link),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::read(d.join("out.npy")).unwrap(),
+            std::fs::read(&file).unwrap()
+        );
+    }
+    no_temp_files(d);
+}
+
+#[test]
+fn sizes_past_what_the_data_or_the_memory_holds_fail_fast_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 200000^2 weights (640 GB) cannot be allocated: an error line, not an abort.
+    let big = d.join("big.safetensors");
+    let o = run(&[
+        "init",
+        "--mode",
+        "rnn",
+        "--input-size",
+        "4",
+        "--hidden-size",
+        "200000",
+        "--output",
+        s(&big),
+    ]);
+    assert_fails(&o, &["not enough memory"], &[&big]);
+
+    // An input of shape (10^12, 0, 4) holds no data: run and backward return at once.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/data");
+    let model = root.join("model.safetensors");
+    let input = d.join("empty.npy");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header =
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 0, 4), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    std::fs::write(&input, &bytes).unwrap();
+    let out = d.join("out.npy");
+    let start = std::time::Instant::now();
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let output: ArrayD<f32> = read_npy(&out).unwrap();
+    assert_eq!(output.shape(), [1_000_000_000_000, 0, 8]);
+    let go = d.join("go.npy");
+    std::fs::copy(&out, &go).unwrap();
+    let grads = d.join("grads.safetensors");
+    let o = run(&[
+        "backward",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--grad-output",
+        s(&go),
+        "--output",
+        s(&grads),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Not a timing assertion: a loop over 10^12 steps would never get here at all.
+    assert!(start.elapsed() < std::time::Duration::from_secs(600));
+
+    // The same empty batch with lengths of shape (0,): torch cannot pack empty tensors.
+    let lengths = d.join("lengths.npy");
+    write_npy(&lengths, &ndarray::Array1::<i64>::zeros(0)).unwrap();
+    let out2 = d.join("out2.npy");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--lengths",
+        s(&lengths),
+        "--output",
+        s(&out2),
+    ]);
+    assert_fails(&o, &["cannot pack empty tensors"], &[&out2]);
 }

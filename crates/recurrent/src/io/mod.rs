@@ -1,44 +1,360 @@
 //! Files: torch `state_dict`s as safetensors, arrays as `.npy`.
 //!
-//! Writers never leave a partial file behind: they write a temporary file beside the
-//! target and rename it into place at the end.
+//! # Writing: all or nothing
+//!
+//! Every writer goes through an [`OutputSet`]: each output is first written in full to a
+//! temporary file (beside its target, so that the final rename stays on one file
+//! system), and only when every output of the set has been written are they moved into
+//! place together. A failure at any point — a missing folder, a full disk, a second
+//! output that cannot be created — leaves every file that existed before byte-identical
+//! and creates none: targets that are replaced are kept as hard links until the whole
+//! set is in place, and put back if a later one fails.
+//!
+//! Targets that are not regular files are never replaced: a character device
+//! (`/dev/null`, `/dev/stdout` on a terminal) or a FIFO is written in place, after the
+//! regular files are in place, and a directory, a block device or a socket is refused.
+//! A symbolic link is followed, so the file it points to is replaced, not the link.
+//! Two outputs of one set that name the same file are refused. Every message names the
+//! caller's path, never a temporary file.
 
 pub mod npy;
 pub mod safetensors;
 
+use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed
-/// over `path` once complete.
-pub(crate) fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> Result<()>,
-) -> Result<()> {
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".recurrent-").suffix(".tmp");
-    // tempfile creates 0600 files; an output file should get the usual 0666 & !umask.
+/// How one staged output reaches its target.
+#[derive(Debug)]
+enum Target {
+    /// A regular file (or none yet): the temporary file is renamed over it.
+    Replace {
+        /// The file the caller named, symbolic links resolved.
+        resolved: PathBuf,
+    },
+    /// A character device or FIFO: the temporary file's bytes are written into it.
+    InPlace,
+}
+
+/// One output written to its temporary file, waiting for [`OutputSet::commit`].
+#[derive(Debug)]
+struct Staged {
+    /// The path the caller gave (for messages).
+    path: PathBuf,
+    target: Target,
+    tmp: tempfile::NamedTempFile,
+}
+
+/// A set of output files that appear together or not at all.
+///
+/// ```
+/// # fn main() -> recurrent::Result<()> {
+/// use std::io::Write;
+/// let dir = tempfile::tempdir().unwrap();
+/// let (a, b) = (dir.path().join("a.txt"), dir.path().join("missing/b.txt"));
+/// let mut set = recurrent::io::OutputSet::new();
+/// set.stage(&a, |w| w.write_all(b"one").map_err(|e| recurrent::Error::Io { path: a.clone(), source: e }))?;
+/// // The second output's folder does not exist: nothing is written, not even a.txt.
+/// let err = set.stage(&b, |w| w.write_all(b"two").map_err(|e| recurrent::Error::Io { path: b.clone(), source: e }));
+/// assert!(err.is_err());
+/// drop(set);
+/// assert!(!a.exists());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct OutputSet {
+    staged: Vec<Staged>,
+}
+
+/// The key two paths share when they name one file (device and inode on Unix, else the
+/// canonical path).
+fn file_key(path: &Path) -> Option<(u64, u64, PathBuf)> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).ok()?;
+        Some((m.dev(), m.ino(), PathBuf::new()))
     }
-    let mut tmp = builder.tempfile_in(dir).map_err(io_err)?;
+    #[cfg(not(unix))]
     {
-        let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
-        write(&mut writer)?;
-        writer.flush().map_err(io_err)?;
+        Some((0, 0, fs::canonicalize(path).ok()?))
     }
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
+}
+
+/// Whether `a` and `b` name the same existing file (through links, `..`, hard links).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (file_key(a), file_key(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Whether `a` and `b`, which need not exist yet, name one path once their folders are
+/// resolved (`out.npy` and `./out.npy`).
+fn same_new_file(a: &Path, b: &Path) -> bool {
+    let key = |p: &Path| {
+        Some((
+            fs::canonicalize(folder_of(p)).ok()?,
+            p.file_name()?.to_owned(),
+        ))
+    };
+    match (key(a), key(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn refused(path: &Path, message: &str) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(message.to_string()),
+    }
+}
+
+/// The folder a file at `path` lives in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Decides how `path` is written, without touching it.
+fn classify(path: &Path) -> Result<Target> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let folder = folder_of(path);
+            return match fs::metadata(folder) {
+                Ok(m) if m.is_dir() => Ok(Target::Replace {
+                    resolved: path.to_path_buf(),
+                }),
+                Ok(_) => Err(refused(
+                    path,
+                    &format!("'{}' is not a folder", folder.display()),
+                )),
+                Err(_) => Err(refused(
+                    path,
+                    &format!("the folder '{}' does not exist", folder.display()),
+                )),
+            };
+        }
+        Err(e) => return Err(io_error(path, e)),
+    };
+    if meta.file_type().is_symlink() {
+        // Replace what the link points to, never the link itself.
+        let resolved = fs::canonicalize(path).map_err(|_| {
+            refused(
+                path,
+                "is a symbolic link to a file that does not exist; give the target's path",
+            )
+        })?;
+        return match classify(&resolved)? {
+            Target::Replace { .. } => Ok(Target::Replace { resolved }),
+            Target::InPlace => Ok(Target::InPlace),
+        };
+    }
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(Target::Replace {
+            resolved: path.to_path_buf(),
+        });
+    }
+    if kind.is_dir() {
+        return Err(refused(path, "is a directory, expected a file path"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_char_device() || kind.is_fifo() {
+            return Ok(Target::InPlace);
+        }
+        if kind.is_block_device() {
+            return Err(refused(
+                path,
+                "is a block device; refusing to write an output onto it",
+            ));
+        }
+    }
+    Err(refused(
+        path,
+        "is not a regular file, character device or FIFO",
+    ))
+}
+
+impl OutputSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes one output to a temporary file; `path` appears only at [`commit`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `path` when it cannot be written (its folder is missing, it
+    /// is a directory or block device, it names the same file as an output already
+    /// staged, the disk is full), or whatever `write` returns. Nothing is left behind
+    /// on error; the outputs staged before stay staged.
+    ///
+    /// [`commit`]: OutputSet::commit
+    pub fn stage(
+        &mut self,
+        path: impl AsRef<Path>,
+        write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        let path = path.as_ref();
+        let target = classify(path)?;
+        for other in &self.staged {
+            // Two outputs to one device (`/dev/null` twice) are fine; two to one file
+            // would leave only the second.
+            let same = match (&target, &other.target) {
+                (Target::Replace { resolved: a }, Target::Replace { resolved: b }) => {
+                    a == b || same_file(a, b) || same_new_file(a, b)
+                }
+                _ => false,
+            };
+            if same {
+                return Err(refused(
+                    path,
+                    &format!(
+                        "names the same file as another output ({}); give each output its own path",
+                        other.path.display()
+                    ),
+                ));
+            }
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".recurrent-").suffix(".tmp");
+        // tempfile creates 0600 files; an output file should get the usual 0666 & !umask.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(fs::Permissions::from_mode(0o666));
+        }
+        let tmp_dir = match &target {
+            Target::Replace { resolved } => folder_of(resolved).to_path_buf(),
+            Target::InPlace => std::env::temp_dir(),
+        };
+        let mut tmp = builder
+            .tempfile_in(&tmp_dir)
+            .map_err(|e| io_error(path, e))?;
+        {
+            let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
+            write(&mut writer)?;
+            writer.flush().map_err(|e| io_error(path, e))?;
+        }
+        self.staged.push(Staged {
+            path: path.to_path_buf(),
+            target,
+            tmp,
+        });
+        Ok(())
+    }
+
+    /// Moves every staged output into place: regular files by rename (the files they
+    /// replace kept until all are in place), then devices and FIFOs written in place.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the output that failed; every target is then as it was
+    /// before (a device or FIFO may have received part of its bytes).
+    pub fn commit(self) -> Result<()> {
+        let mut regular = Vec::new();
+        let mut in_place = Vec::new();
+        for s in self.staged {
+            match s.target {
+                Target::Replace { ref resolved } => {
+                    let resolved = resolved.clone();
+                    regular.push((s.path, resolved, s.tmp));
+                }
+                Target::InPlace => in_place.push((s.path, s.tmp)),
+            }
+        }
+        // Keep each file that will be replaced as a hard link beside it.
+        let mut moves = Vec::with_capacity(regular.len());
+        for (path, resolved, tmp) in regular {
+            let kept = backup(&resolved).map_err(|e| io_error(&path, e))?;
+            moves.push((path, resolved, tmp, kept));
+        }
+        let mut done: Vec<(PathBuf, Option<tempfile::TempPath>)> = Vec::new();
+        let mut failure: Option<Error> = None;
+        for (path, resolved, tmp, kept) in moves {
+            // `persist` leaves both files as they were on failure.
+            match tmp.persist(&resolved) {
+                Ok(_) => done.push((resolved, kept)),
+                Err(e) => {
+                    failure = Some(io_error(&path, e.error));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            for (path, tmp) in &mut in_place {
+                if let Err(e) = copy_into(tmp, path) {
+                    failure = Some(io_error(path, e));
+                    break;
+                }
+            }
+        }
+        match failure {
+            None => Ok(()), // dropping the backups removes the extra links
+            Some(e) => {
+                rollback(done);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A hard link to `resolved` in its folder (a copy where links are unsupported), or
+/// `None` when there is no file there yet.
+fn backup(resolved: &Path) -> std::io::Result<Option<tempfile::TempPath>> {
+    if fs::symlink_metadata(resolved).is_err() {
+        return Ok(None);
+    }
+    let folder = folder_of(resolved);
+    // Reserve a unique name, then link the original to it.
+    let reserved = tempfile::Builder::new()
+        .prefix(".recurrent-")
+        .suffix(".bak")
+        .tempfile_in(folder)?
+        .into_temp_path();
+    fs::remove_file(&reserved)?;
+    if fs::hard_link(resolved, &reserved).is_err() {
+        fs::copy(resolved, &reserved)?;
+    }
+    Ok(Some(reserved))
+}
+
+/// Puts back what the renames in `done` replaced: the kept original, or no file.
+fn rollback(done: Vec<(PathBuf, Option<tempfile::TempPath>)>) {
+    for (resolved, kept) in done.into_iter().rev() {
+        match kept {
+            Some(original) => {
+                let _ = original.persist(&resolved);
+            }
+            None => {
+                let _ = fs::remove_file(&resolved);
+            }
+        }
+    }
+}
+
+/// Writes the bytes of a staged temporary file into a device or FIFO.
+fn copy_into(tmp: &mut tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let file = tmp.as_file_mut();
+    file.seek(SeekFrom::Start(0))?;
+    let mut out = fs::OpenOptions::new().write(true).open(path)?;
+    std::io::copy(file, &mut out)?;
+    out.flush()
 }

@@ -65,6 +65,21 @@ impl StateDict {
             path: path.clone(),
             message: format!("not a valid safetensors file ({e})"),
         };
+        // serde_json keeps one of two equal keys silently; safetensors' own Python
+        // reader refuses them, and so does this one (checked first, so that the message
+        // says what is wrong rather than what follows from it).
+        let header = data
+            .get(..8)
+            .and_then(|n| usize::try_from(u64::from_le_bytes(n.try_into().ok()?)).ok())
+            .and_then(|n| data.get(8..8usize.checked_add(n)?));
+        if let Some(repeated) = header.and_then(|h| duplicate_key(h).ok().flatten()) {
+            return Err(Error::Format {
+                path: path.clone(),
+                message: format!(
+                    "not a valid safetensors file (the header names '{repeated}' more than once)"
+                ),
+            });
+        }
         let (_, meta) = SafeTensors::read_metadata(&data).map_err(bad)?;
         let metadata = meta.metadata().clone().unwrap_or_default();
         let tensors = SafeTensors::deserialize(&data).map_err(bad)?;
@@ -194,6 +209,21 @@ impl StateDict {
             })
             .collect();
         found.sort_by_key(|(_, n)| (n.layer, n.reverse, n.kind));
+        // A torch parameter name whose layer index does not fit (`weight_ih_l184467...`)
+        // would otherwise be taken for an unrelated tensor and ignored.
+        if let Some(name) = self.entries.keys().find(|k| {
+            k.strip_prefix(prefix).is_some_and(|bare| {
+                crate::params::looks_like_param_name(bare) && bare.parse::<ParamName>().is_err()
+            })
+        }) {
+            return Err(Error::Format {
+                path: self.path.clone(),
+                message: format!(
+                    "tensor '{name}': its layer index is not a layer number this library can hold (at most {})",
+                    usize::MAX
+                ),
+            });
+        }
         let found_names = || found.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
         let w_ih_name = format!("{prefix}weight_ih_l0");
         let w_hh_name = format!("{prefix}weight_hh_l0");
@@ -425,6 +455,57 @@ impl StateDict {
     }
 }
 
+/// The first key that occurs twice in the safetensors header's top-level JSON object (or
+/// in its `__metadata__`), if any.
+fn duplicate_key(header: &[u8]) -> std::result::Result<Option<String>, serde_json::Error> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::collections::HashSet;
+
+    /// Visits a JSON object, noting the first repeated key; nested objects are checked
+    /// too when `nested` (the metadata map).
+    struct Keys {
+        nested: bool,
+    }
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut seen = HashSet::new();
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if self.nested && key == "__metadata__" {
+                    let inner = map.next_value_seed(KeysSeed)?;
+                    found = found.or(inner);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                if !seen.insert(key.clone()) && found.is_none() {
+                    found = Some(key);
+                }
+            }
+            Ok(found)
+        }
+    }
+    /// The metadata map: its own keys must be unique too.
+    struct KeysSeed;
+    impl<'de> serde::de::DeserializeSeed<'de> for KeysSeed {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_map(Keys { nested: false })
+        }
+    }
+    let mut d = serde_json::Deserializer::from_slice(header);
+    d.deserialize_map(Keys { nested: true })
+}
+
 fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" => Some(true),
@@ -474,8 +555,28 @@ pub fn save<T: Float>(
 }
 
 /// Writes named tensors (in the given order) as a safetensors file with `metadata`,
-/// atomically: what `recurrent backward` writes its gradients with.
+/// all or nothing (see [`super::OutputSet`]): what `recurrent backward` writes its
+/// gradients with.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` when it cannot be written; [`Error::Format`] when the
+/// tensors cannot be serialised (a repeated name).
 pub fn save_tensors<T: Float>(
+    path: impl AsRef<Path>,
+    tensors: &[(String, ArrayViewD<'_, T>)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let mut set = super::OutputSet::new();
+    stage_tensors(&mut set, path, tensors, metadata)?;
+    set.commit()
+}
+
+/// [`save_tensors`] as one output of a set written together.
+///
+/// # Errors
+/// As [`save_tensors`].
+pub fn stage_tensors<T: Float>(
+    set: &mut super::OutputSet,
     path: impl AsRef<Path>,
     tensors: &[(String, ArrayViewD<'_, T>)],
     metadata: HashMap<String, String>,
@@ -507,7 +608,7 @@ pub fn save_tensors<T: Float>(
         ));
     }
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(format_err)?;
-    super::write_atomic(path, |w| {
+    set.stage(path, |w| {
         w.write_all(&bytes).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,

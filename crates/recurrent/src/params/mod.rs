@@ -6,7 +6,7 @@ mod name;
 
 pub use init::uniform_init;
 pub use layers::Layers;
-pub use name::{param_names, ParamKind, ParamName};
+pub use name::{looks_like_param_name, param_names, ParamKind, ParamName};
 
 use ndarray::{Array1, Array2};
 

@@ -130,6 +130,19 @@ impl std::str::FromStr for ParamName {
     }
 }
 
+/// Whether `name` has the form of a torch recurrent parameter name
+/// (`weight_ih_l<digits>[_reverse]`, ...) whatever its layer number, so that a name whose
+/// number does not parse (too many digits) is refused rather than ignored.
+pub fn looks_like_param_name(name: &str) -> bool {
+    let name = name.strip_suffix("_reverse").unwrap_or(name);
+    name.rsplit_once("_l").is_some_and(|(stem, layer)| {
+        ParamKind::ALL.into_iter().any(|k| k.stem() == stem)
+            && !layer.is_empty()
+            && layer.bytes().all(|b| b.is_ascii_digit())
+            && !(layer.len() > 1 && layer.starts_with('0'))
+    })
+}
+
 /// Every parameter of `config`, in the order of torch's `named_parameters()`:
 /// layer by layer, direction innermost, `[w_ih, w_hh, b_ih, b_hh, w_hr]` within each.
 ///
