@@ -167,10 +167,12 @@ impl<T: Float> Parameters<T> for Vec<(String, ArrayD<T>)> {
 
 /// Checks a step's gradients before anything changes, so that a failed step leaves
 /// parameters and optimizer state as they were: every name known to `params` and given
-/// once, every gradient of its parameter's shape.
+/// once, every gradient of its parameter's shape, and every state the optimizer keeps
+/// for it (`state_shapes(name)`: the shapes of its buffers) of that shape too.
 fn check_gradients<T: Float, P: Parameters<T> + ?Sized>(
     params: &P,
     grads: &[(String, ArrayD<T>)],
+    state_shapes: impl Fn(&str) -> Vec<Vec<usize>>,
 ) -> Result<()> {
     let mut seen = HashSet::with_capacity(grads.len());
     for (name, grad) in grads {
@@ -183,6 +185,16 @@ fn check_gradients<T: Float, P: Parameters<T> + ?Sized>(
                 name: name.clone(),
                 expected: param.shape().to_vec(),
                 got: grad.shape().to_vec(),
+            });
+        }
+        if let Some(state) = state_shapes(name)
+            .into_iter()
+            .find(|s| s.as_slice() != param.shape())
+        {
+            return Err(Error::OptimizerStateShape {
+                name: name.clone(),
+                expected: param.shape().to_vec(),
+                got: state,
             });
         }
     }
@@ -440,7 +452,13 @@ impl<T: Float> Sgd<T> {
         params: &mut P,
         grads: &[(String, ArrayD<T>)],
     ) -> Result<()> {
-        check_gradients(params, grads)?;
+        check_gradients(params, grads, |name| {
+            self.momentum_buffers
+                .get(name)
+                .map(|b| b.shape().to_vec())
+                .into_iter()
+                .collect()
+        })?;
         let c = self.config;
         let wd = T::of(c.weight_decay);
         let momentum = T::of(c.momentum);
@@ -614,7 +632,18 @@ impl<T: Float> AdamCore<T> {
         params: &mut P,
         grads: &[(String, ArrayD<T>)],
     ) -> Result<()> {
-        check_gradients(params, grads)?;
+        check_gradients(params, grads, |name| match self.state.get(name) {
+            Some(state) => [
+                Some(&state.exp_avg),
+                Some(&state.exp_avg_sq),
+                state.max_exp_avg_sq.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|a| a.shape().to_vec())
+            .collect(),
+            None => Vec::new(),
+        })?;
         let (beta1, beta2) = self.betas;
         let (lr, wd) = (self.lr, self.weight_decay);
         let l2 = !self.decoupled && wd != 0.0;
