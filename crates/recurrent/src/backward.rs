@@ -252,7 +252,7 @@ fn backward_layers<T: Float>(
     let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
     let lengths: Vec<usize> = match lengths {
         Some(l) => {
-            check_lengths(l, batch, seq_len)?;
+            check_lengths(l, &prepared)?;
             l.to_vec()
         }
         None => vec![seq_len; batch],
@@ -260,6 +260,9 @@ fn backward_layers<T: Float>(
     if let Some(masks) = masks {
         masks.check(config, seq_len, batch)?;
     }
+    crate::memory::backward_budget(config, seq_len, batch, std::mem::size_of::<T>()).check(
+        || format!("the backward pass of {config} over {seq_len} steps of {batch} sequences"),
+    )?;
     let states = directions * num_layers;
     let (out_shape, hn_shape, cn_shape) = if prepared.unbatched {
         (
@@ -311,7 +314,7 @@ fn backward_layers<T: Float>(
         };
         Ok(a.as_standard_layout().into_owned())
     };
-    let x0: Array3<T> = {
+    let mut x0: Array3<T> = {
         let v = prepared.input.view();
         if prepared.batch_first {
             v.permuted_axes([1, 0, 2])
@@ -321,6 +324,10 @@ fn backward_layers<T: Float>(
         .as_standard_layout()
         .into_owned()
     };
+    // Nothing past a sequence's length may reach a result: torch's packed pass never
+    // reads the padding, so it is cleared here (0 * NaN would be NaN in the products
+    // over all rows).
+    clear_padding(&mut x0.view_mut(), &lengths);
     let mut grad = time_major(grad_output, prepared.batch_first)?;
     let grad_hn = match grad_h_n {
         Some(g) => {
@@ -360,6 +367,23 @@ fn backward_layers<T: Float>(
         (h, c)
     };
 
+    if batch == 0 {
+        // No sequence, no step: every gradient is zero (and the input's is empty).
+        let zeros = |shape: Vec<usize>| ArrayD::<T>::zeros(shape);
+        let mut in_shape = out_shape.clone();
+        if let Some(last) = in_shape.last_mut() {
+            *last = config.input_size;
+        }
+        return Ok(Gradients {
+            parameters: layers
+                .named_parameters()
+                .map(|(name, p)| (name, zeros(p.shape().to_vec())))
+                .collect(),
+            input: zeros(in_shape),
+            h0: zeros(hn_shape),
+            c0: (config.kind == Kind::Lstm).then(|| zeros(cn_shape)),
+        });
+    }
     let threads = rayon::current_num_threads();
     // The two directions of a layer are independent: with two threads and a batch too
     // small to split, one per thread.
@@ -495,6 +519,13 @@ fn backward_layers<T: Float>(
         h0: unbatch(grad_h0.into_dyn()),
         c0: (config.kind == Kind::Lstm).then(|| unbatch(grad_c0.into_dyn())),
     })
+}
+
+/// Sets the rows of `(L, N, F)` `a` past each sequence's length to zero.
+fn clear_padding<T: Float>(a: &mut ArrayViewMut3<'_, T>, lengths: &[usize]) {
+    for (n, &length) in lengths.iter().enumerate() {
+        a.slice_mut(s![length.., n, ..]).fill(T::zero());
+    }
 }
 
 /// Time steps in the order a direction scans them.
@@ -832,6 +863,9 @@ fn direction_backward<T: Float>(
             .expect("owned standard array"); // ok: allocated above
         matmul_acc(&da_in, &weights.w_ih, T::one(), &mut gx, threads);
     }
+    // The input gradient past each length is zero, as pad_packed_sequence's backward
+    // gives (not 0 * W_ih, which is NaN where W_ih is infinite).
+    clear_padding(&mut grad_x.view_mut(), lengths);
     DirectionGrads {
         acc,
         dh,
@@ -871,6 +905,13 @@ fn forward_steps<T: Float>(
     let mut tanh_c = vec![T::zero(); hidden];
     for t in time_order(seq_len, reverse) {
         saved.h_prev.index_axis_mut(Axis(0), t).assign(&h);
+        // The steps past a sequence's length are kept as zeros: the weight gradients'
+        // products run over every row, and a finite 0 there keeps them out.
+        for (n, &length) in lengths.iter().enumerate() {
+            if t >= length {
+                saved.h_prev.slice_mut(s![t, n, ..]).fill(T::zero());
+            }
+        }
         if lstm {
             saved.c_prev.index_axis_mut(Axis(0), t).assign(&c);
         }
@@ -965,6 +1006,11 @@ fn forward_steps<T: Float>(
         }
         if let Some(w_hr_t) = &packed.w_hr_t {
             saved.h_full.index_axis_mut(Axis(0), t).assign(&h_full);
+            for (n, &length) in lengths.iter().enumerate() {
+                if t >= length {
+                    saved.h_full.slice_mut(s![t, n, ..]).fill(T::zero());
+                }
+            }
             matmul_acc(
                 &h_full.view(),
                 w_hr_t,
@@ -1133,6 +1179,13 @@ fn backward_steps<T: Float>(
             &mut dh_prev.view_mut(),
             threads,
         );
+        // An ended sequence's step is the identity: its zero pre-activation gradient
+        // times W_hh must not reach it (0 * Inf is NaN).
+        for (n, &length) in lengths.iter().enumerate() {
+            if t >= length {
+                dh_prev.row_mut(n).assign(&dh_t.row(n));
+            }
+        }
         std::mem::swap(&mut dh, &mut dh_prev);
         std::mem::swap(&mut dc, &mut dc_prev);
     }

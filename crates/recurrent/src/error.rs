@@ -329,6 +329,17 @@ pub enum Error {
         got: usize,
     },
 
+    /// A computation or a layer needs more memory than can be allocated (the sizes a
+    /// caller gives are checked before anything is computed or changed). torch says
+    /// `DefaultCPUAllocator: not enough memory: you tried to allocate N bytes`.
+    #[error("not enough memory: {what} needs {} bytes, which cannot be allocated", bytes.map_or_else(|| "more than 2^64".to_string(), |b| b.to_string()))]
+    OutOfMemory {
+        /// What the memory is for (`"the forward pass of RNN(4, 8)"`, ...).
+        what: String,
+        /// The bytes asked for; `None` when the count itself overflows 64 bits.
+        bytes: Option<u64>,
+    },
+
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -430,6 +441,22 @@ pub enum Error {
         /// The parameter's shape.
         expected: Vec<usize>,
         /// The gradient's shape.
+        got: Vec<usize>,
+    },
+
+    /// An optimizer's stored state for a parameter (momentum buffer, Adam's moments) has
+    /// another shape than the parameter now has: the state belongs to another model.
+    #[error(
+        "the optimizer's state for parameter '{name}' has shape {}, but the parameter has shape {}: the state was built for another model; call reset() or use a new optimizer",
+        fmt_shape(got),
+        fmt_shape(expected)
+    )]
+    OptimizerStateShape {
+        /// The parameter's name.
+        name: String,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+        /// The stored state's shape.
         got: Vec<usize>,
     },
 

@@ -190,6 +190,9 @@ impl<T: Float> Rnn<T> {
         h0: Option<ArrayViewD<'_, T>>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(self.layers.config(), input, h0)?;
+        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared)? {
+            return Ok((output, h_n));
+        }
         let (output, h_n) = crate::forward::forward(&self.layers, &prepared, Dropout::Off);
         Ok(finish(
             output.into_dyn(),
@@ -208,6 +211,9 @@ impl<T: Float> Rnn<T> {
         rng: &mut R,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(self.layers.config(), input, h0)?;
+        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared)? {
+            return Ok((output, h_n));
+        }
         let (output, h_n) = crate::forward::forward(&self.layers, &prepared, Dropout::Sample(rng));
         Ok(finish(
             output.into_dyn(),
@@ -226,6 +232,9 @@ impl<T: Float> Rnn<T> {
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(self.layers.config(), input, h0)?;
         masks.check(self.config(), prepared.seq_len(), prepared.batch())?;
+        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared)? {
+            return Ok((output, h_n));
+        }
         let (output, h_n) =
             crate::forward::forward(&self.layers, &prepared, Dropout::Masks(masks.masks()));
         Ok(finish(
@@ -433,16 +442,16 @@ fn run_gated<T: Float>(
 ) -> Result<(ArrayD<T>, ArrayD<T>, ArrayD<T>)> {
     let prepared = prepare_with_cell(layers.config(), input, h0, c0)?;
     let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
-    let lengths = match lengths {
-        Some(l) => {
-            crate::shape::check_lengths(l, batch, seq_len)?;
-            l.to_vec()
-        }
-        None => vec![seq_len; batch],
-    };
+    if let Some(l) = lengths {
+        crate::shape::check_lengths(l, &prepared)?;
+    }
     if let Dropout::Masks(masks) = &dropout {
         crate::dropout::DropoutMasks::from_masks(layers.config(), seq_len, batch, masks.to_vec())?;
     }
+    if let Some(empty) = preflight(layers.config(), &prepared)? {
+        return Ok(empty);
+    }
+    let lengths = lengths.map_or_else(|| vec![seq_len; batch], <[usize]>::to_vec);
     let (output, h_n, c_n) = crate::forward::forward_gated(layers, &prepared, &lengths, dropout);
     let (output, h_n) = finish(output.into_dyn(), h_n.into_dyn(), prepared.unbatched);
     let c_n = if prepared.unbatched {
@@ -451,6 +460,35 @@ fn run_gated<T: Float>(
         c_n.into_dyn()
     };
     Ok((output, h_n, c_n))
+}
+
+/// What every forward entry point checks once its inputs are valid: that the pass fits
+/// in memory ([`Error::OutOfMemory`] otherwise), and whether there is anything to
+/// compute. An empty batch (`N = 0`) returns its empty results at once, in the caller's
+/// form, whatever `L` is: no step loop runs over data that is not there.
+pub(crate) fn preflight<T: Float>(
+    config: &RnnConfig,
+    prepared: &crate::shape::Prepared<'_, T>,
+) -> Result<Option<(ArrayD<T>, ArrayD<T>, ArrayD<T>)>> {
+    let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
+    let states = config.num_directions() * config.num_layers;
+    let width = config.num_directions() * config.output_hidden_size();
+    if batch == 0 {
+        let output = if prepared.batch_first {
+            ArrayD::zeros(vec![0, seq_len, width])
+        } else {
+            ArrayD::zeros(vec![seq_len, 0, width])
+        };
+        return Ok(Some((
+            output,
+            ArrayD::zeros(vec![states, 0, config.output_hidden_size()]),
+            ArrayD::zeros(vec![states, 0, config.hidden_size]),
+        )));
+    }
+    crate::memory::forward_budget(config, seq_len, batch, std::mem::size_of::<T>()).check(
+        || format!("the forward pass of {config} over {seq_len} steps of {batch} sequences"),
+    )?;
+    Ok(None)
 }
 
 /// Removes the batch axis again for unbatched input.

@@ -43,6 +43,10 @@ pub fn forward<T: Float>(
 ) -> Result<(ArrayD<T>, ArrayD<T>)> {
     let config = rnn.config();
     let prepared = prepare(config, input, h0)?;
+    // An empty batch has nothing to loop over, whatever its length.
+    if let Some((output, h_n, _)) = crate::module::preflight(config, &prepared)? {
+        return Ok(crate::module::finish(output, h_n, prepared.unbatched));
+    }
     let hidden = config.hidden_size;
     let directions = config.num_directions();
 
@@ -159,11 +163,15 @@ pub fn forward_layers<T: Float>(
     let (seq_len, batch, _) = x.dim();
     let lengths: Vec<usize> = match lengths {
         Some(l) => {
-            crate::shape::check_lengths(l, batch, seq_len)?;
+            crate::shape::check_lengths(l, &prepared)?;
             l.to_vec()
         }
         None => vec![seq_len; batch],
     };
+    if let Some((output, h_n, c_n)) = crate::module::preflight(config, &prepared)? {
+        let (output, h_n) = crate::module::finish(output, h_n, prepared.unbatched);
+        return Ok((output, h_n, (config.kind == Kind::Lstm).then_some(c_n)));
+    }
     let mut h_n = Array3::zeros((directions * config.num_layers, batch, h_out));
     let mut c_n = Array3::zeros((directions * config.num_layers, batch, hidden));
 

@@ -166,7 +166,16 @@ fn internal_rank() -> Error {
 
 /// Lengths must be one per sequence, each in `1..=L` (torch's errors; torch accepts a
 /// length above L and fails later, this refuses it).
-pub(crate) fn check_lengths(lengths: &[usize], batch: usize, seq_len: usize) -> Result<()> {
+pub(crate) fn check_lengths<T: Float>(lengths: &[usize], prepared: &Prepared<'_, T>) -> Result<()> {
+    let (batch, seq_len) = (prepared.batch(), prepared.seq_len());
+    // torch's pack_padded_sequence: "Cannot pack empty tensors."
+    if prepared.input.is_empty() {
+        let mut shape = prepared.input.shape().to_vec();
+        if prepared.unbatched {
+            shape.remove(1);
+        }
+        return Err(Error::EmptyPack { shape });
+    }
     if lengths.len() != batch {
         return Err(Error::LengthsCount {
             lengths: lengths.len(),

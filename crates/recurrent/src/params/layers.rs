@@ -46,6 +46,8 @@ impl<T: Float> Layers<T> {
     /// A layer whose parameters are all zero; fill it with [`Layers::set_parameter`].
     pub fn zeros(config: RnnConfig) -> Result<Self> {
         config.validate()?;
+        crate::memory::parameter_budget(&config, std::mem::size_of::<T>())
+            .check(|| format!("the parameters of {config}"))?;
         let hidden = config.hidden_size;
         let directions = config.num_directions();
         let mut params = Vec::with_capacity(config.num_layers * directions);
