@@ -1209,7 +1209,7 @@ fn sizes_past_what_the_data_or_the_memory_holds_fail_fast_with_one_line() {
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     let mut header =
         "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 0, 4), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -462,6 +462,9 @@ fn run_gated<T: Float>(
     Ok((output, h_n, c_n))
 }
 
+/// `(output, h_n, c_n)` of a forward pass.
+pub(crate) type Outputs<T> = (ArrayD<T>, ArrayD<T>, ArrayD<T>);
+
 /// What every forward entry point checks once its inputs are valid: that the pass fits
 /// in memory ([`Error::OutOfMemory`] otherwise), and whether there is anything to
 /// compute. An empty batch (`N = 0`) returns its empty results at once, in the caller's
@@ -469,7 +472,7 @@ fn run_gated<T: Float>(
 pub(crate) fn preflight<T: Float>(
     config: &RnnConfig,
     prepared: &crate::shape::Prepared<'_, T>,
-) -> Result<Option<(ArrayD<T>, ArrayD<T>, ArrayD<T>)>> {
+) -> Result<Option<Outputs<T>>> {
     let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
     let states = config.num_directions() * config.num_layers;
     let width = config.num_directions() * config.output_hidden_size();

@@ -596,6 +596,9 @@ pub fn pad_packed_sequence<T: Float>(
     } else {
         (out_len, batch, features)
     };
+    crate::memory::Budget::new()
+        .add(std::mem::size_of::<T>(), &[out_len, batch, features])
+        .check(|| format!("a padded batch of {out_len} steps of {batch} sequences"))?;
     let mut out = Array3::from_elem(shape, padding_value);
     {
         let mut steps = out.view_mut();
@@ -659,6 +662,9 @@ pub fn pad_sequence<T: Float>(
     } else {
         (max_len, n, features)
     };
+    crate::memory::Budget::new()
+        .add(std::mem::size_of::<T>(), &[max_len, n, features])
+        .check(|| format!("a padded batch of {max_len} steps of {n} sequences"))?;
     let mut out = Array3::from_elem(shape, padding_value);
     {
         let mut by_batch = out.view_mut();

@@ -302,7 +302,7 @@ fn a_layer_too_large_for_memory_is_an_error_not_an_abort() {
 
 fn npy_file(dir: &std::path::Path, name: &str, header: &str, data: &[u8]) -> PathBuf {
     let mut header = header.to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
@@ -396,7 +396,7 @@ fn safetensors_bytes(header: &str, data: &[u8]) -> Vec<u8> {
 #[test]
 fn safetensors_with_repeated_names_or_impossible_layers_are_refused() {
     use recurrent::io::safetensors::StateDict;
-    let data = vec![0u8; 4 * 8];
+    let data = [0u8; 4 * 8];
     let w = |name: &str, start: usize| {
         format!(
             "\"{name}\":{{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[{start},{}]}}",
@@ -505,4 +505,15 @@ fn optimizers_refuse_state_of_another_shape_and_change_nothing() {
     sgd.reset();
     sgd.step(&mut p4, &grads(4)).unwrap();
     assert!(p4[1].1.iter().all(|&v| v < 1.0));
+}
+
+#[test]
+fn padding_to_a_length_past_memory_is_an_error() {
+    use recurrent::packed::{pack_padded_sequence, pad_packed_sequence};
+    let x = Array3::<f32>::ones((3, 2, 4));
+    let packed = pack_padded_sequence(x.view(), &[3, 1], false, false).unwrap();
+    let err = pad_packed_sequence(&packed, false, 0.0, Some(1 << 50)).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    let (padded, lengths) = pad_packed_sequence(&packed, false, 0.0, Some(5)).unwrap();
+    assert_eq!((padded.dim(), lengths), ((5, 2, 4), vec![3, 1]));
 }
