@@ -163,9 +163,21 @@ fn activate<T: Float, A: Activation>(y: &mut ArrayViewMut2<'_, T>) {
 
 /// The initial state as the scan reads it: the caller's `h0` in row-major order whatever
 /// its strides (a strided state would take the products' plain loop, which rounds
-/// differently), borrowed when it already is.
-fn initial_state<'a, T: Float>(h0: Option<&'a ArrayView2<'_, T>>) -> Option<CowArray<'a, T, Ix2>> {
-    h0.map(|h| h.as_standard_layout())
+/// differently), borrowed when it already is. Without `h0` the state is zeros, and the
+/// first step's product `0 · W_hhᵀ` is skipped only when it is exactly zero: when
+/// `W_hh` holds a NaN or an infinity that product is NaN in torch (`0 · ∞ = NaN`), so
+/// explicit zeros are returned and multiplied.
+fn initial_state<'a, T: Float>(
+    packed: &Packed<T>,
+    h0: Option<&'a ArrayView2<'_, T>>,
+    batch: usize,
+    hidden: usize,
+) -> Option<CowArray<'a, T, Ix2>> {
+    match h0 {
+        Some(h) => Some(h.as_standard_layout()),
+        None if packed.w_hh_finite => None,
+        None => Some(CowArray::from(Array2::zeros((batch, hidden)))),
+    }
 }
 
 /// Runs one direction of one layer.
@@ -192,8 +204,9 @@ pub(super) fn scan<T: Float, A: Activation>(
     if rows == 0 {
         return;
     }
+    let batch = if batch_first { d0 } else { d1 };
     let given = h0;
-    let h0 = initial_state(given.as_ref());
+    let h0 = initial_state(packed, given.as_ref(), batch, output.len_of(Axis(2)));
     let h0 = h0.as_ref().map(|h| h.view());
     if scan_narrow::<T, A>(
         packed,

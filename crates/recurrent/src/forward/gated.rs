@@ -188,7 +188,7 @@ fn scan<T: Float>(
             None => std::iter::once(0..hidden).collect(),
         },
         reverse,
-        zero_start: h0.is_none(),
+        zero_start: h0.is_none() && packed.w_hh_finite,
     };
     // The path depends on the shapes and `threads` only (see `forward/pair.rs`).
     if threads >= 2
@@ -251,8 +251,9 @@ struct StepWeights<'a, T> {
     parts: Vec<std::ops::Range<usize>>,
     /// Whether the direction runs from the last step to the first.
     reverse: bool,
-    /// Whether the initial state is zeros (no h_0 given): the first step's product with
-    /// `W_hhᵀ` is then zero and skipped.
+    /// Whether the initial state is zeros (no h_0 given) and `W_hh` finite: the first
+    /// step's product with `W_hhᵀ` is then exactly zero and skipped. (With a NaN or an
+    /// infinity in `W_hh` it is NaN, as in torch, and computed.)
     zero_start: bool,
 }
 
