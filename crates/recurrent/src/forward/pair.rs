@@ -55,13 +55,12 @@ unsafe impl<T: Sync> Sync for SharedPtr<T> {}
 /// part 0 then part 1 of each step in turn. A step function that reads only what the
 /// previous step wrote and writes only its own part (the contract of the lockstep) thus
 /// computes exactly the same values either way: the choice, which depends on timing,
-/// never shows in the result. Returns whether two threads ran (for tests and
-/// measurements only).
+/// never shows in the result.
 pub(super) fn run_parts<S: Send>(
     states: [S; 2],
     steps: usize,
     step: &(dyn Fn(usize, usize, &mut S) + Sync),
-) -> bool {
+) {
     // Each part takes its own state once, on whichever thread runs it.
     let slots = states.map(|s| Mutex::new(Some(s)));
     let take = |part: usize| -> S {
@@ -86,7 +85,7 @@ pub(super) fn run_parts<S: Send>(
         }
     };
     if run_pair(&worker) {
-        return true;
+        return;
     }
     // No second thread came (and neither part ran): the same steps, in the same order
     // of parts the barrier allows, here.
@@ -95,7 +94,6 @@ pub(super) fn run_parts<S: Send>(
         step(0, s, &mut first);
         step(1, s, &mut second);
     }
-    false
 }
 
 /// The per-step barrier: each part counts the steps it has finished.
