@@ -318,14 +318,23 @@ impl<T: Float> Core<T> {
         }
     }
 
-    /// `x W_ihᵀ + h W_hhᵀ + (b_ih + b_hh)` for every gate (RNN, LSTM), the state's
-    /// product skipped when the state is zeros.
+    /// `x W_ihᵀ + h W_hhᵀ + (b_ih + b_hh)` for every gate (RNN, LSTM); see
+    /// [`Core::add_state`] for a state of zeros (`None`).
     fn gates(&self, x: &ArrayView2<'_, T>, h: Option<&CowArray<'_, T, Ix2>>) -> Array2<T> {
         let mut gates = self.project_input(x, self.packed.bias.as_ref());
-        if let Some(h) = h {
-            self.add_hidden(&h.view(), &mut gates);
-        }
+        self.add_state(h, &mut gates);
         gates
+    }
+
+    /// `y += h W_hhᵀ`, `h` zeros when `None`: then the product is skipped when it is
+    /// exactly zero, that is when `W_hh` is finite (`0 · NaN` and `0 · ∞` are NaN, as in
+    /// torch).
+    fn add_state(&self, h: Option<&CowArray<'_, T, Ix2>>, y: &mut Array2<T>) {
+        match h {
+            Some(h) => self.add_hidden(&h.view(), y),
+            None if self.packed.w_hh_finite => {}
+            None => self.add_hidden(&Array2::zeros((y.nrows(), self.hidden_size)).view(), y),
+        }
     }
 
     /// Removes the batch axis again for an unbatched input.
@@ -766,8 +775,11 @@ impl<T: Float> LstmCell<T> {
                         }
                     }
                     None => {
-                        for (c_new, (&ij, &gj)) in c_row.iter_mut().zip(i.iter().zip(g.iter())) {
-                            *c_new = ij * gj;
+                        // f · 0 is NaN when f is: computed, as torch does.
+                        let fc = f.iter().map(|&fj| fj * T::zero());
+                        let ig = i.iter().zip(g.iter());
+                        for (c_new, (fc, (&ij, &gj))) in c_row.iter_mut().zip(fc.zip(ig)) {
+                            *c_new = fc + ij * gj;
                         }
                     }
                 }
@@ -885,9 +897,7 @@ impl<T: Float> GruCell<T> {
             if let Some(b_hh) = &core.params.b_hh {
                 gh.assign(b_hh);
             }
-            if let Some(hx) = states.first() {
-                core.add_hidden(&hx.view(), &mut gh);
-            }
+            core.add_state(states.first(), &mut gh);
             let hx = states.first().map(state_slice);
             for (n, ((gi, gh), h_row)) in rows_mut(&mut gi)
                 .zip(rows_mut(&mut gh))

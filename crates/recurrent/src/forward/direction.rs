@@ -1,10 +1,11 @@
 //! Scan one direction of one layer over time.
 
 use ndarray::{
-    s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, ShapeBuilder,
+    s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, CowArray, Ix2,
+    ShapeBuilder,
 };
 
-use super::pair::{run_pair, Lockstep, SharedPtr};
+use super::pair::{run_parts, SharedPtr};
 use crate::element::Float;
 use crate::kernels::{gemm, gemv_rows, narrow_scan, Activation};
 use crate::params::Packed;
@@ -76,10 +77,13 @@ pub(crate) fn matmul_acc<T: Float>(
 /// two threads for its whole length (see [`split_recurrence`]).
 const SPLIT_SCAN_MIN_MACS: usize = 1 << 24;
 
-/// The recurrence of a small batch with a wide hidden state on two threads in lockstep
-/// (see `forward/pair.rs`), each owning half of the columns of `W_hhᵀ` (which then stays
-/// in that core's L2) and of every step's output. Returns `false`, having touched
-/// nothing, if no second thread came; the caller then runs the ordinary loop.
+/// The recurrence of a small batch with a wide hidden state as two parts of every step
+/// (see `forward/pair.rs`), each owning half of the columns of `W_hhᵀ` and of every
+/// step's output: on two threads in lockstep when a second one comes in time (each
+/// part's half of `W_hhᵀ` then stays in its core's L2), otherwise on this thread, part 0
+/// then part 1 of each step, with the same kernel calls and so the same bits. Returns
+/// `false`, having touched nothing, when `W_hhᵀ` is not one slice (which does not
+/// depend on timing).
 ///
 /// `seq` is the direction's output in time-major view `(L, N, H)`, holding the input
 /// projection.
@@ -97,46 +101,40 @@ fn split_recurrence<T: Float, A: Activation>(
     let split = hidden / 2 / 16 * 16;
     let strides: Vec<usize> = seq.strides().iter().map(|&s| s as usize).collect();
     let base = SharedPtr(seq.as_mut_ptr());
-    let lockstep = Lockstep::new();
 
     // Protocol. Part p writes only columns cols(p) of row t(step) during `step`, and
-    // reads all columns of row t(step - 1). Before `step`, it waits until the other part
-    // has finished `step - 1`, so that row is complete and no longer written. The other
-    // part can be at most one step ahead, writing row t(step + 1), which this part
-    // neither reads nor writes. Views are made per step from the raw pointer and dropped
-    // before the step is published, so no two live views alias an element being written.
-    let worker = |part: usize| {
+    // reads all columns of row t(step - 1). It starts `step` only once the other part
+    // has finished `step - 1` (or runs after it on the same thread), so that row is
+    // complete and no longer written; the other part meanwhile writes only its own
+    // columns of row t(step), which this part neither reads nor writes. Views are made
+    // per step from the raw pointer and dropped before the step is published, so no two
+    // live views alias an element being written.
+    let step = |part: usize, step: usize, _: &mut ()| {
         // Capture the Send/Sync wrapper whole (a closure would otherwise capture the bare
         // pointer field, which is neither).
         #[allow(clippy::redundant_locals)]
         let base = base;
         let cols = if part == 0 { 0..split } else { split..hidden };
-        for step in 0..seq_len {
-            let t = if reverse { seq_len - 1 - step } else { step };
-            if step > 0 {
-                lockstep.wait(part, step);
-            }
-            let at = |t: usize, col: usize| base.0.wrapping_add(t * strides[0] + col * strides[2]);
-            let shape = |width: usize| {
-                ndarray::Ix2(batch, width).strides(ndarray::Ix2(strides[1], strides[2]))
-            };
-            // SAFETY: see the protocol above; shapes and strides are those of `seq`.
-            let mut current =
-                unsafe { ArrayViewMut2::from_shape_ptr(shape(cols.len()), at(t, cols.start)) };
-            if step > 0 {
-                let prev_t = if reverse { t + 1 } else { t - 1 };
-                // SAFETY: as above; row prev_t is complete and only read during this step.
-                let previous =
-                    unsafe { ArrayView2::from_shape_ptr(shape(hidden), at(prev_t, 0) as *const T) };
-                gemv_rows(&previous, &wt[cols.start..], ldw, &mut current);
-            } else if let Some(h) = &h0 {
-                gemv_rows(h, &wt[cols.start..], ldw, &mut current);
-            }
-            activate::<T, A>(&mut current);
-            lockstep.finish(part, step);
+        let t = if reverse { seq_len - 1 - step } else { step };
+        let at = |t: usize, col: usize| base.0.wrapping_add(t * strides[0] + col * strides[2]);
+        let shape =
+            |width: usize| ndarray::Ix2(batch, width).strides(ndarray::Ix2(strides[1], strides[2]));
+        // SAFETY: see the protocol above; shapes and strides are those of `seq`.
+        let mut current =
+            unsafe { ArrayViewMut2::from_shape_ptr(shape(cols.len()), at(t, cols.start)) };
+        if step > 0 {
+            let prev_t = if reverse { t + 1 } else { t - 1 };
+            // SAFETY: as above; row prev_t is complete and only read during this step.
+            let previous =
+                unsafe { ArrayView2::from_shape_ptr(shape(hidden), at(prev_t, 0) as *const T) };
+            gemv_rows(&previous, &wt[cols.start..], ldw, &mut current);
+        } else if let Some(h) = &h0 {
+            gemv_rows(h, &wt[cols.start..], ldw, &mut current);
         }
+        activate::<T, A>(&mut current);
     };
-    run_pair(&worker)
+    run_parts([(), ()], seq_len, &step);
+    true
 }
 
 /// Below this many multiply-adds (a few microseconds of work) a product, or a batch's
@@ -163,12 +161,31 @@ fn activate<T: Float, A: Activation>(y: &mut ArrayViewMut2<'_, T>) {
     }
 }
 
+/// The initial state as the scan reads it: the caller's `h0` in row-major order whatever
+/// its strides (a strided state would take the products' plain loop, which rounds
+/// differently), borrowed when it already is. Without `h0` the state is zeros, and the
+/// first step's product `0 · W_hhᵀ` is skipped only when it is exactly zero: when
+/// `W_hh` holds a NaN or an infinity that product is NaN in torch (`0 · ∞ = NaN`), so
+/// explicit zeros are returned and multiplied.
+fn initial_state<'a, T: Float>(
+    packed: &Packed<T>,
+    h0: Option<&'a ArrayView2<'_, T>>,
+    batch: usize,
+    hidden: usize,
+) -> Option<CowArray<'a, T, Ix2>> {
+    match h0 {
+        Some(h) => Some(h.as_standard_layout()),
+        None if packed.w_hh_finite => None,
+        None => Some(CowArray::from(Array2::zeros((batch, hidden)))),
+    }
+}
+
 /// Runs one direction of one layer.
 ///
 /// - `input`: `(L, N, F)` or `(N, L, F)` (`batch_first`), standard layout.
 /// - `output`: this direction's `H` columns of the layer's output, in the same axis order;
 ///   every element is written.
-/// - `h0`: `(N, H)`, or `None` for zeros.
+/// - `h0`: `(N, H)` in any layout, or `None` for zeros.
 /// - `threads`: how many threads the products may use.
 ///
 /// The final state is the output row at the last step scanned.
@@ -187,6 +204,10 @@ pub(super) fn scan<T: Float, A: Activation>(
     if rows == 0 {
         return;
     }
+    let batch = if batch_first { d0 } else { d1 };
+    let given = h0;
+    let h0 = initial_state(packed, given.as_ref(), batch, output.len_of(Axis(2)));
+    let h0 = h0.as_ref().map(|h| h.view());
     if scan_narrow::<T, A>(
         packed,
         input,
@@ -227,6 +248,7 @@ pub(super) fn scan<T: Float, A: Activation>(
     };
     let seq_len = seq.len_of(Axis(0));
     let (_, batch, hidden) = seq.dim();
+    // The path depends on the shapes and `threads` only (see `forward/pair.rs`).
     if threads >= 2
         && batch < 16
         && hidden >= 256
@@ -234,7 +256,7 @@ pub(super) fn scan<T: Float, A: Activation>(
         && split_recurrence::<T, A>(seq.view_mut(), &packed.w_hh_t, h0, reverse)
     {
         return;
-    } // else no second thread came in time: run it here
+    }
     if threads >= 2 && batch >= 16 && seq_len * batch * hidden * hidden >= PARALLEL_MIN_MACS {
         // Batch elements recur independently: each thread takes half of the batch for
         // the whole sequence, with no synchronisation between steps.

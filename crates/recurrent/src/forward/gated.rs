@@ -10,12 +10,10 @@
 
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 
-use std::sync::Mutex;
-
 use ndarray::ShapeBuilder;
 
 use super::direction::matmul_acc;
-use super::pair::{run_pair, Lockstep, SharedPtr};
+use super::pair::{run_parts, SharedPtr};
 use super::{row_slice, row_slice_mut};
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
@@ -190,8 +188,9 @@ fn scan<T: Float>(
             None => std::iter::once(0..hidden).collect(),
         },
         reverse,
-        zero_start: h0.is_none(),
+        zero_start: h0.is_none() && packed.w_hh_finite,
     };
+    // The path depends on the shapes and `threads` only (see `forward/pair.rs`).
     if threads >= 2
         && (batch < 16 || gates * h_out * std::mem::size_of::<T>() >= LOCKSTEP_MIN_WEIGHT_BYTES)
         && step.parts.len() == 2
@@ -200,7 +199,7 @@ fn scan<T: Float>(
         && recur_split(&step, gx.view(), output.view_mut(), &mut h, &mut c, lengths)
     {
         return (h, c);
-    } // else no second thread came in time: run it here
+    }
     if threads >= 2 && batch >= 16 && seq_len * batch * gates * h_out >= 1 << 18 {
         // Sequences recur independently: each thread takes half of the batch for the
         // whole sequence, with no synchronisation between steps.
@@ -252,8 +251,9 @@ struct StepWeights<'a, T> {
     parts: Vec<std::ops::Range<usize>>,
     /// Whether the direction runs from the last step to the first.
     reverse: bool,
-    /// Whether the initial state is zeros (no h_0 given): the first step's product with
-    /// `W_hhᵀ` is then zero and skipped.
+    /// Whether the initial state is zeros (no h_0 given) and `W_hh` finite: the first
+    /// step's product with `W_hhᵀ` is then exactly zero and skipped. (With a NaN or an
+    /// infinity in `W_hh` it is NaN, as in torch, and computed.)
     zero_start: bool,
 }
 
@@ -466,17 +466,18 @@ fn recur<T: Float>(
     }
 }
 
-/// [`recur`] on two threads in lockstep (`forward/pair.rs`) for units packed in two
-/// parts (no projections): each thread owns one part, that is its units' columns of
-/// `W_hhᵀ`, of the gates, of `c`, of the state and of the output, for the whole
-/// sequence. Returns `false`, having touched nothing, if no second thread came.
+/// [`recur`] with the units packed in two parts (no projections) run as two parts of
+/// every step (`forward/pair.rs`): on two threads in lockstep when a second one comes in
+/// time, each owning one part (its units' columns of `W_hhᵀ`, of the gates, of `c`, of
+/// the state and of the output) for the whole sequence; otherwise on this thread, part
+/// 0 then part 1 of each step, with the same kernel calls and so the same bits. Returns
+/// `false`, having touched nothing, when the operands are not in that form (which does
+/// not depend on timing).
 ///
 /// The state alternates between `h` (even steps read it) and a second buffer (odd
 /// steps): at step s both parts read all of buffer `s % 2` and each writes its own
 /// columns of buffer `(s + 1) % 2`. A part starts step s only when the other has
-/// finished s - 1, so no buffer is written while the other part reads it: the other
-/// part is at most one step ahead, reading the buffer this step writes only after this
-/// step is published.
+/// finished s - 1, so no buffer is written while the other part reads it.
 fn recur_split<T: Float>(
     w: &StepWeights<'_, T>,
     gx: ArrayView3<'_, T>,
@@ -500,82 +501,78 @@ fn recur_split<T: Float>(
     let out_strides = [output.strides()[0], output.strides()[1]];
     let out_base = SharedPtr(output.as_mut_ptr());
     let (c0, c1) = c.view_mut().split_at(Axis(1), w.parts[0].end);
-    let cells = [Mutex::new(Some(c0)), Mutex::new(Some(c1))];
-    let lockstep = Lockstep::new();
+    // Each part's own scratch: its cell columns, gates and temporaries.
+    let scratch = |units: &std::ops::Range<usize>| {
+        let gh = Array2::<T>::zeros((batch, g_count * units.len()));
+        (gh, Array2::<T>::zeros((batch, units.len())))
+    };
+    let ((g0, t0), (g1, t1)) = (scratch(&w.parts[0]), scratch(&w.parts[1]));
+    let states = [(c0, g0, t0), (c1, g1, t1)];
 
-    let worker = |part: usize| {
+    let step = |part: usize, step: usize, state: &mut PartScratch<'_, T>| {
         // Capture the Send/Sync wrappers whole (a closure would otherwise capture the
         // bare pointer fields, which are neither).
         #[allow(clippy::redundant_locals)]
         let (buffers, out_base) = (buffers, out_base);
-        let Some(mut c) = cells[part].lock().ok().and_then(|mut c| c.take()) else {
-            unreachable!("each part takes its own cell columns once")
-        };
+        let (c, gh, tmp) = state;
         let units = w.parts[part].clone();
         let cols = g_count * units.start..g_count * units.end;
-        let mut gh = Array2::<T>::zeros((batch, cols.len()));
-        let mut tmp = Array2::<T>::zeros((batch, units.len()));
-        for step in 0..seq_len {
-            let t = if reverse { seq_len - 1 - step } else { step };
-            if step > 0 {
-                lockstep.wait(part, step);
+        let t = if reverse { seq_len - 1 - step } else { step };
+        // SAFETY: buffers are (N, H_out) standard-layout arrays that outlive the scope;
+        // this step reads all of `prev` and writes only this part's columns of `next`,
+        // which the other part does not touch during this step (see above).
+        let prev =
+            unsafe { ArrayView2::from_shape_ptr((batch, h_out), buffers[step % 2].0 as *const T) };
+        let next = buffers[(step + 1) % 2].0.wrapping_add(units.start);
+        let shape = ndarray::Ix2(batch, units.len()).strides(ndarray::Ix2(h_out, 1));
+        // SAFETY: as above.
+        let mut next = unsafe { ArrayViewMut2::from_shape_ptr(shape, next) };
+        gh.fill(T::zero());
+        if step > 0 || !w.zero_start {
+            gemv_rows(&prev, &wt[cols.start..], ldw, &mut gh.view_mut());
+        }
+        let gxt = gx.index_axis(Axis(0), t);
+        let out_t = out_base.0.wrapping_offset(t as isize * out_strides[0]);
+        // Rows of sequences that have ended carry their state over; the others are
+        // overwritten by the step.
+        next.assign(&prev.slice(s![.., units.clone()]));
+        w.block_step(
+            &units,
+            gh.view_mut(),
+            gxt.slice(s![.., cols.clone()]),
+            next.view_mut(),
+            c.view_mut(),
+            tmp,
+            t,
+            lengths,
+        );
+        for (n, &length) in lengths.iter().enumerate() {
+            if t >= length {
+                continue;
             }
-            // SAFETY: buffers are (N, H_out) standard-layout arrays that outlive the scope;
-            // this step reads all of `prev` and writes only this part's columns of
-            // `next`, which the other part does not touch during this step (see above).
-            let prev = unsafe {
-                ArrayView2::from_shape_ptr((batch, h_out), buffers[step % 2].0 as *const T)
+            // SAFETY: row n of step t's output, this part's columns only: nothing else
+            // reads or writes them.
+            let out = unsafe {
+                std::slice::from_raw_parts_mut(
+                    out_t
+                        .wrapping_offset(n as isize * out_strides[1])
+                        .wrapping_add(units.start),
+                    units.len(),
+                )
             };
-            let next = buffers[(step + 1) % 2].0.wrapping_add(units.start);
-            let shape = ndarray::Ix2(batch, units.len()).strides(ndarray::Ix2(h_out, 1));
-            // SAFETY: as above.
-            let mut next = unsafe { ArrayViewMut2::from_shape_ptr(shape, next) };
-            gh.fill(T::zero());
-            if step > 0 || !w.zero_start {
-                gemv_rows(&prev, &wt[cols.start..], ldw, &mut gh.view_mut());
-            }
-            let gxt = gx.index_axis(Axis(0), t);
-            let out_t = out_base.0.wrapping_offset(t as isize * out_strides[0]);
-            // Rows of sequences that have ended carry their state over; the others are
-            // overwritten by the step.
-            next.assign(&prev.slice(s![.., units.clone()]));
-            w.block_step(
-                &units,
-                gh.view_mut(),
-                gxt.slice(s![.., cols.clone()]),
-                next.view_mut(),
-                c.view_mut(),
-                &mut tmp,
-                t,
-                lengths,
-            );
-            for (n, &length) in lengths.iter().enumerate() {
-                if t >= length {
-                    continue;
-                }
-                // SAFETY: row n of step t's output, this part's columns only: nothing
-                // else reads or writes them.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        out_t
-                            .wrapping_offset(n as isize * out_strides[1])
-                            .wrapping_add(units.start),
-                        units.len(),
-                    )
-                };
-                out.copy_from_slice(row_slice(next.row(n)));
-            }
-            lockstep.finish(part, step);
+            out.copy_from_slice(row_slice(next.row(n)));
         }
     };
-    if !run_pair(&worker) {
-        return false;
-    }
+    run_parts(states, seq_len, &step);
     if seq_len % 2 == 1 {
         h.assign(&other);
     }
     true
 }
+
+/// One part's scratch in [`recur_split`]: its columns of the cell state, its gates and
+/// its temporaries.
+type PartScratch<'a, T> = (ArrayViewMut2<'a, T>, Array2<T>, Array2<T>);
 
 /// Row `n` of an owned standard-layout array as a slice.
 fn row_mut<T: Float>(a: &mut Array2<T>, n: usize) -> &mut [T] {

@@ -4,6 +4,17 @@
 //! folded in), writing straight into that direction's column half of the layer's
 //! preallocated output; then each step adds `h_{t-1} W_hh^T` into its own rows and
 //! applies the activation in place. Nothing is allocated per step.
+//!
+//! # Guarantees
+//!
+//! - Determinism: the same layer, input and number of threads of the rayon pool the call
+//!   runs in give bit-identical results on every call, whatever the timing (a recurrence
+//!   split between two threads computes the same sums in the same order whether or not
+//!   its second thread came, see `pair.rs`) and whatever the memory layout of the
+//!   caller's input and states (copied into row-major buffers before any product).
+//! - IEEE special values: NaN and ±∞ in the input, the states or any parameter propagate
+//!   as in torch. Work is skipped for a state of zeros only when the result is identical
+//!   (`0 · W_hhᵀ` is skipped only when `W_hh` is finite: `0 · ∞ = NaN`).
 
 mod direction;
 mod gated;

@@ -5,7 +5,7 @@
 //! once when it was set, so each row of `y` is a sum of scaled rows of `Wᵀ` — an axpy
 //! that vectorises without horizontal reductions. Columns go in blocks whose
 //! accumulators stay in registers across the whole K loop. Versions for AVX-512 and
-//! AVX2+FMA are chosen at run time; [`gemv_rows_plain`] is the oracle.
+//! AVX2+FMA are chosen at run time; `gemv_rows_plain` (in the tests) is the oracle.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -214,8 +214,12 @@ unsafe fn rows_avx2<T: Float>(
 
 /// `y += x · wt`, where `x` is (m, K), `y` is (m, H), and `wt` holds `Wᵀ` row-major with
 /// row stride `ldw >= H` (so a column range of a wider packed weight can be passed as a
-/// sub-slice). Rows of unit column stride take the vectorised kernels; anything else
-/// falls back to [`gemv_rows_plain`].
+/// sub-slice).
+///
+/// The values do not depend on the strides of `x` and `y`: rows without unit column
+/// stride are copied into row-major buffers and take the same vectorised kernels (a
+/// plain loop would round differently, so a caller's memory layout would change the last
+/// bits of its results).
 pub(crate) fn gemv_rows<T: Float>(
     x: &ArrayView2<'_, T>,
     wt: &[T],
@@ -228,9 +232,13 @@ pub(crate) fn gemv_rows<T: Float>(
         y.nrows() == m && ldw >= h && (k == 0 || wt.len() >= (k - 1) * ldw + h),
         "gemv_rows shape mismatch"
     );
-    let contiguous = (x.strides()[1] == 1 || k <= 1) && (y.strides()[1] == 1 || h <= 1);
-    if !contiguous {
-        return gemv_rows_plain(x, wt, ldw, y);
+    if !(x.strides()[1] == 1 || k <= 1) {
+        return gemv_rows(&x.as_standard_layout().view(), wt, ldw, y);
+    }
+    if !(y.strides()[1] == 1 || h <= 1) {
+        let mut rows = y.as_standard_layout().into_owned();
+        gemv_rows(x, wt, ldw, &mut rows.view_mut());
+        return y.assign(&rows);
     }
     // Blocks of rows go through the register-tiled kernel (when a row is at least one
     // vector wide), the leftover rows below.
@@ -267,6 +275,7 @@ pub(crate) fn gemv_rows<T: Float>(
 }
 
 /// The plain triple loop: the oracle for [`gemv_rows`].
+#[cfg(test)]
 pub(crate) fn gemv_rows_plain<T: Float>(
     x: &ArrayView2<'_, T>,
     wt: &[T],

@@ -5,8 +5,8 @@
 //! broadcasting `MR` inputs. Column blocks are the outer loop so that a block of the
 //! weight (K × NR) stays in L1 while every row block uses it. Unlike a general GEMM,
 //! nothing is packed per call: the weight was laid out when it was set. Rows left over
-//! go through [`super::matvec`]'s row kernel; [`super::matvec::gemv_rows_plain`] is the
-//! oracle for both.
+//! go through [`super::matvec`]'s row kernel; `matvec::gemv_rows_plain` (in the tests)
+//! is the oracle for both.
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 

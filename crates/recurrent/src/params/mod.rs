@@ -63,6 +63,7 @@ impl<T: Float> DirectionParams<T> {
             w_hh_t: transpose_padded(&self.w_hh),
             w_hr_t: self.w_hr.as_ref().map(transpose_padded),
             split: None,
+            w_hh_finite: self.w_hh.iter().all(|w| w.is_finite()),
         }
     }
 
@@ -92,6 +93,7 @@ impl<T: Float> DirectionParams<T> {
             w_hh_t: transpose_padded(&rows(&self.w_hh)),
             w_hr_t: packed.w_hr_t,
             split: Some(split),
+            w_hh_finite: packed.w_hh_finite,
         }
     }
 }
@@ -152,4 +154,8 @@ pub(crate) struct Packed<T> {
     /// in torch's order. `Some(s)`: the hidden units are in two parts, `0..s` and `s..H`,
     /// each with its gate blocks together (see [`DirectionParams::pack_split`]).
     pub split: Option<usize>,
+    /// Whether every entry of `W_hh` is finite. Only then is `0 · W_hhᵀ` exactly zero, so
+    /// that the product of a zero initial state may be skipped; with a NaN or an
+    /// infinity in `W_hh` it is NaN (`0 · ∞ = NaN`), as torch computes it.
+    pub w_hh_finite: bool,
 }
