@@ -66,9 +66,10 @@ fn assert_fails(out: &Output, needles: &[&str], outputs: &[&Path]) {
 fn no_temp_files(dir: &Path) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name();
+        let name = name.to_string_lossy();
         assert!(
-            !name.to_string_lossy().ends_with(".tmp"),
-            "temp file left: {name:?}"
+            !name.ends_with(".tmp") && !name.starts_with(".recurrent-"),
+            "temp or backup file left: {name:?}"
         );
     }
 }
@@ -1102,6 +1103,20 @@ fn a_failed_run_or_backward_leaves_every_earlier_file_byte_identical() {
 fn outputs_that_are_devices_or_fifos_are_written_in_place_never_replaced() {
     let (dir, model, input) = workspace();
     let d = dir.path();
+    // A character device of our own (the null device's numbers), so that a regression
+    // replaces a node in the temporary folder, never the system's /dev/null. Without
+    // the right to make one (not root), /dev/null itself, which such a user cannot
+    // replace anyway.
+    let own = d.join("null");
+    let made = Command::new("mknod")
+        .args([s(&own), "c", "1", "3"])
+        .status()
+        .is_ok_and(|st| st.success());
+    let device = if made {
+        own
+    } else {
+        PathBuf::from("/dev/null")
+    };
     let o = run(&[
         "run",
         "--model",
@@ -1109,16 +1124,20 @@ fn outputs_that_are_devices_or_fifos_are_written_in_place_never_replaced() {
         "--input",
         s(&input),
         "--output",
-        "/dev/null",
+        s(&device),
         "--hn",
-        "/dev/null",
+        s(&device),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let meta = std::fs::metadata("/dev/null").unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
-        assert!(meta.file_type().is_char_device(), "/dev/null was replaced");
+        let meta = std::fs::symlink_metadata(&device).unwrap();
+        assert!(
+            meta.file_type().is_char_device(),
+            "{} was replaced",
+            device.display()
+        );
         // A FIFO receives the .npy bytes and stays a FIFO.
         let fifo = d.join("out.fifo");
         let status = Command::new("mkfifo").arg(&fifo).status().unwrap();

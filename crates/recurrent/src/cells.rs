@@ -19,7 +19,7 @@
 //! use recurrent::{reference, GruCell};
 //!
 //! // torch.nn.GRUCell(4, 3), with torch's default init (seeded)
-//! let cell = GruCell::<f64>::seeded(4, 3, true, 0);
+//! let cell = GruCell::<f64>::seeded(4, 3, true, 0)?;
 //! let x = Array2::from_shape_fn((2, 4), |(n, i)| (n + i) as f64 * 0.1); // (N, H_in)
 //! let h1 = cell.forward(x.view().into_dyn(), None)?; // hx = zeros
 //! let h2 = cell.forward(x.view().into_dyn(), Some(h1.view()))?;
@@ -59,8 +59,23 @@ struct Core<T> {
 }
 
 impl<T: Float> Core<T> {
-    fn zeros(kind: Kind, input_size: usize, hidden_size: usize, bias: bool) -> Self {
+    /// # Errors
+    /// [`Error::OutOfMemory`] when the parameters cannot be allocated (torch: "not
+    /// enough memory"), checked before anything is allocated.
+    fn zeros(kind: Kind, input_size: usize, hidden_size: usize, bias: bool) -> Result<Self> {
         let gates = kind.gate_count() * hidden_size;
+        // Each weight twice (torch's layout and the packed one), rows padded.
+        crate::memory::Budget::new()
+            .add(
+                std::mem::size_of::<T>(),
+                &[2, gates, input_size + hidden_size + 34],
+            )
+            .check(|| {
+                format!(
+                    "the parameters of a {} cell of hidden size {hidden_size}",
+                    kind.name()
+                )
+            })?;
         let params = DirectionParams {
             w_ih: Array2::zeros((gates, input_size)),
             w_hh: Array2::zeros((gates, hidden_size)),
@@ -69,13 +84,13 @@ impl<T: Float> Core<T> {
             w_hr: None,
         };
         let packed = params.pack();
-        Core {
+        Ok(Core {
             kind,
             input_size,
             hidden_size,
             params,
             packed,
-        }
+        })
     }
 
     /// torch's `RNNCellBase.reset_parameters`: every parameter, in `named_parameters()`
@@ -86,15 +101,15 @@ impl<T: Float> Core<T> {
         hidden_size: usize,
         bias: bool,
         rng: &mut R,
-    ) -> Self {
-        let mut core = Self::zeros(kind, input_size, hidden_size, bias);
+    ) -> Result<Self> {
+        let mut core = Self::zeros(kind, input_size, hidden_size, bias)?;
         for name in core.names() {
             if let Some(value) = core.view_mut(name) {
                 uniform_init(value, hidden_size, rng);
             }
         }
         core.packed = core.params.pack();
-        core
+        Ok(core)
     }
 
     fn fill_from_named<I, S>(mut self, describe: String, tensors: I) -> Result<Self>
@@ -427,7 +442,7 @@ macro_rules! cell_common {
             /// `(name, tensor)` in torch's `named_parameters()` order.
             ///
             /// ```
-            #[doc = concat!("let cell = recurrent::", stringify!($ty), "::<f32>::seeded(", $ctor, ", 0);")]
+            #[doc = concat!("let cell = recurrent::", stringify!($ty), "::<f32>::seeded(", $ctor, ", 0)?;")]
             /// let listing: Vec<(&str, Vec<usize>)> = cell
             ///     .named_parameters()
             ///     .map(|(name, t)| (name, t.shape().to_vec()))
@@ -438,6 +453,7 @@ macro_rules! cell_common {
             /// assert_eq!(listing[2], ("bias_ih", vec![rows]));
             /// assert_eq!(listing[3], ("bias_hh", vec![rows]));
             /// assert_eq!(cell.num_parameters(), rows * (4 + 3 + 2));
+            /// # Ok::<(), recurrent::Error>(())
             /// ```
             pub fn named_parameters(
                 &self,
@@ -458,7 +474,7 @@ macro_rules! cell_common {
             /// ```
             /// use ndarray::ArrayD;
             /// use recurrent::Error;
-            #[doc = concat!("let mut cell = recurrent::", stringify!($ty), "::<f64>::seeded(", $ctor, ", 0);")]
+            #[doc = concat!("let mut cell = recurrent::", stringify!($ty), "::<f64>::seeded(", $ctor, ", 0)?;")]
             /// let rows = cell.parameter("weight_ih")?.shape()[0];
             /// cell.set_parameter("bias_ih", ArrayD::zeros(vec![rows]).view())?;
             /// assert!(cell.parameter("bias_ih")?.iter().all(|&b| b == 0.0));
@@ -493,7 +509,7 @@ macro_rules! cell_common {
 /// use recurrent::{reference, Nonlinearity, RnnCell};
 ///
 /// // torch.nn.RNNCell(4, 3, nonlinearity="relu"), torch's default init (seeded)
-/// let cell = RnnCell::<f32>::seeded(4, 3, true, Nonlinearity::Relu, 1);
+/// let cell = RnnCell::<f32>::seeded(4, 3, true, Nonlinearity::Relu, 1)?;
 /// assert_eq!(cell.to_string(), "RNNCell(4, 3, nonlinearity=relu)");
 /// let x = Array1::from(vec![0.5f32, -1.0, 0.25, 2.0]); // unbatched (H_in,)
 /// let h = cell.forward(x.view().into_dyn(), None)?; // hx = zeros
@@ -518,17 +534,21 @@ impl<T: Float> RnnCell<T> {
     /// `torch.nn.RNNCell(input_size, hidden_size, bias, nonlinearity)` with torch's
     /// default initialisation: every parameter, in `named_parameters()` order, drawn from
     /// U(-1/sqrt(H), 1/sqrt(H)) by `rng`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] when the parameters cannot be allocated (the same for every
+    /// constructor of the three cells).
     pub fn init<R: Rng + ?Sized>(
         input_size: usize,
         hidden_size: usize,
         bias: bool,
         nonlinearity: Nonlinearity,
         rng: &mut R,
-    ) -> Self {
-        RnnCell {
-            core: Core::init(Kind::Rnn, input_size, hidden_size, bias, rng),
+    ) -> Result<Self> {
+        Ok(RnnCell {
+            core: Core::init(Kind::Rnn, input_size, hidden_size, bias, rng)?,
             nonlinearity,
-        }
+        })
     }
 
     /// [`RnnCell::init`] with a ChaCha8 generator seeded by `seed`. The draws are those
@@ -537,7 +557,7 @@ impl<T: Float> RnnCell<T> {
     ///
     /// ```
     /// use recurrent::{Nonlinearity, Rnn, RnnCell, RnnConfig};
-    /// let cell = RnnCell::<f32>::seeded(4, 3, true, Nonlinearity::Tanh, 7);
+    /// let cell = RnnCell::<f32>::seeded(4, 3, true, Nonlinearity::Tanh, 7)?;
     /// let rnn = Rnn::<f32>::seeded(RnnConfig::new(4, 3), 7)?;
     /// assert_eq!(cell.parameter("weight_hh")?, rnn.parameter("weight_hh_l0")?);
     /// let bound = 1.0 / 3f32.sqrt();
@@ -550,7 +570,7 @@ impl<T: Float> RnnCell<T> {
         bias: bool,
         nonlinearity: Nonlinearity,
         seed: u64,
-    ) -> Self {
+    ) -> Result<Self> {
         Self::init(
             input_size,
             hidden_size,
@@ -566,11 +586,11 @@ impl<T: Float> RnnCell<T> {
         hidden_size: usize,
         bias: bool,
         nonlinearity: Nonlinearity,
-    ) -> Self {
-        RnnCell {
-            core: Core::zeros(Kind::Rnn, input_size, hidden_size, bias),
+    ) -> Result<Self> {
+        Ok(RnnCell {
+            core: Core::zeros(Kind::Rnn, input_size, hidden_size, bias)?,
             nonlinearity,
-        }
+        })
     }
 
     /// Builds the cell from `(name, tensor)` pairs with torch's cell names (`weight_ih`,
@@ -604,7 +624,7 @@ impl<T: Float> RnnCell<T> {
         I: IntoIterator<Item = (S, ArrayD<T>)>,
         S: AsRef<str>,
     {
-        let zeros = Self::zeros(input_size, hidden_size, bias, nonlinearity);
+        let zeros = Self::zeros(input_size, hidden_size, bias, nonlinearity)?;
         let describe = zeros.to_string();
         Ok(RnnCell {
             core: zeros.core.fill_from_named(describe, tensors)?,
@@ -662,7 +682,7 @@ impl<T: Float> fmt::Display for RnnCell<T> {
 /// use ndarray::Array2;
 /// use recurrent::LstmCell;
 ///
-/// let cell = LstmCell::<f32>::seeded(4, 3, true, 0); // torch.nn.LSTMCell(4, 3)
+/// let cell = LstmCell::<f32>::seeded(4, 3, true, 0)?; // torch.nn.LSTMCell(4, 3)
 /// let x = Array2::<f32>::ones((5, 4)); // (N, H_in)
 /// let (h, c) = cell.forward(x.view().into_dyn(), None)?; // (hx, cx) = zeros
 /// let (h, c) = cell.forward(x.view().into_dyn(), Some((h.view(), c.view())))?;
@@ -685,15 +705,15 @@ impl<T: Float> LstmCell<T> {
         hidden_size: usize,
         bias: bool,
         rng: &mut R,
-    ) -> Self {
-        LstmCell {
-            core: Core::init(Kind::Lstm, input_size, hidden_size, bias, rng),
-        }
+    ) -> Result<Self> {
+        Ok(LstmCell {
+            core: Core::init(Kind::Lstm, input_size, hidden_size, bias, rng)?,
+        })
     }
 
     /// [`LstmCell::init`] with a ChaCha8 generator seeded by `seed` (the parameters
     /// [`crate::Lstm::seeded`] gives a one-layer LSTM of the same sizes).
-    pub fn seeded(input_size: usize, hidden_size: usize, bias: bool, seed: u64) -> Self {
+    pub fn seeded(input_size: usize, hidden_size: usize, bias: bool, seed: u64) -> Result<Self> {
         Self::init(
             input_size,
             hidden_size,
@@ -703,10 +723,10 @@ impl<T: Float> LstmCell<T> {
     }
 
     /// All parameters zero; fill them with [`LstmCell::set_parameter`].
-    pub fn zeros(input_size: usize, hidden_size: usize, bias: bool) -> Self {
-        LstmCell {
-            core: Core::zeros(Kind::Lstm, input_size, hidden_size, bias),
-        }
+    pub fn zeros(input_size: usize, hidden_size: usize, bias: bool) -> Result<Self> {
+        Ok(LstmCell {
+            core: Core::zeros(Kind::Lstm, input_size, hidden_size, bias)?,
+        })
     }
 
     /// Builds the cell from torch's named tensors; see [`RnnCell::from_named`].
@@ -720,7 +740,7 @@ impl<T: Float> LstmCell<T> {
         I: IntoIterator<Item = (S, ArrayD<T>)>,
         S: AsRef<str>,
     {
-        let zeros = Self::zeros(input_size, hidden_size, bias);
+        let zeros = Self::zeros(input_size, hidden_size, bias)?;
         let describe = zeros.to_string();
         Ok(LstmCell {
             core: zeros.core.fill_from_named(describe, tensors)?,
@@ -811,7 +831,7 @@ impl<T: Float> fmt::Display for LstmCell<T> {
 /// use ndarray::Array1;
 /// use recurrent::GruCell;
 ///
-/// let cell = GruCell::<f64>::seeded(2, 3, true, 0); // torch.nn.GRUCell(2, 3)
+/// let cell = GruCell::<f64>::seeded(2, 3, true, 0)?; // torch.nn.GRUCell(2, 3)
 /// let x = Array1::from(vec![1.0, -1.0]); // unbatched (H_in,)
 /// let hx = Array1::from(vec![0.5, 0.0, -0.5]); // (H,)
 /// let h = cell.forward(x.view().into_dyn(), Some(hx.view().into_dyn()))?;
@@ -835,15 +855,15 @@ impl<T: Float> GruCell<T> {
         hidden_size: usize,
         bias: bool,
         rng: &mut R,
-    ) -> Self {
-        GruCell {
-            core: Core::init(Kind::Gru, input_size, hidden_size, bias, rng),
-        }
+    ) -> Result<Self> {
+        Ok(GruCell {
+            core: Core::init(Kind::Gru, input_size, hidden_size, bias, rng)?,
+        })
     }
 
     /// [`GruCell::init`] with a ChaCha8 generator seeded by `seed` (the parameters
     /// [`crate::Gru::seeded`] gives a one-layer GRU of the same sizes).
-    pub fn seeded(input_size: usize, hidden_size: usize, bias: bool, seed: u64) -> Self {
+    pub fn seeded(input_size: usize, hidden_size: usize, bias: bool, seed: u64) -> Result<Self> {
         Self::init(
             input_size,
             hidden_size,
@@ -853,10 +873,10 @@ impl<T: Float> GruCell<T> {
     }
 
     /// All parameters zero; fill them with [`GruCell::set_parameter`].
-    pub fn zeros(input_size: usize, hidden_size: usize, bias: bool) -> Self {
-        GruCell {
-            core: Core::zeros(Kind::Gru, input_size, hidden_size, bias),
-        }
+    pub fn zeros(input_size: usize, hidden_size: usize, bias: bool) -> Result<Self> {
+        Ok(GruCell {
+            core: Core::zeros(Kind::Gru, input_size, hidden_size, bias)?,
+        })
     }
 
     /// Builds the cell from torch's named tensors; see [`RnnCell::from_named`].
@@ -870,7 +890,7 @@ impl<T: Float> GruCell<T> {
         I: IntoIterator<Item = (S, ArrayD<T>)>,
         S: AsRef<str>,
     {
-        let zeros = Self::zeros(input_size, hidden_size, bias);
+        let zeros = Self::zeros(input_size, hidden_size, bias)?;
         let describe = zeros.to_string();
         Ok(GruCell {
             core: zeros.core.fill_from_named(describe, tensors)?,
@@ -975,7 +995,7 @@ mod tests {
 
     #[test]
     fn cells_packed_layouts_follow_set_parameter() {
-        let mut cell = LstmCell::<f32>::seeded(3, 5, true, 4);
+        let mut cell = LstmCell::<f32>::seeded(3, 5, true, 4).unwrap();
         assert_eq!(cell.core.packed, cell.core.params.pack());
         for name in NAMES {
             let shape = cell.parameter(name).unwrap().shape().to_vec();
@@ -993,17 +1013,17 @@ mod tests {
     #[test]
     fn cells_zero_sizes() {
         let x = Array2::<f64>::ones((2, 0));
-        let rnn = RnnCell::<f64>::seeded(0, 3, true, Nonlinearity::Tanh, 0);
+        let rnn = RnnCell::<f64>::seeded(0, 3, true, Nonlinearity::Tanh, 0).unwrap();
         let h = rnn.forward(x.view().into_dyn(), None).unwrap();
         let bias = rnn.params().folded_bias().unwrap().mapv(f64::tanh);
         assert_eq!(h, bias.broadcast((2, 3)).unwrap().into_dyn());
 
         let x = Array2::<f64>::ones((2, 4));
-        let lstm = LstmCell::<f64>::seeded(4, 0, true, 0);
+        let lstm = LstmCell::<f64>::seeded(4, 0, true, 0).unwrap();
         assert_eq!(lstm.num_parameters(), 0);
         let (h, c) = lstm.forward(x.view().into_dyn(), None).unwrap();
         assert_eq!((h.shape(), c.shape()), (&[2, 0][..], &[2, 0][..]));
-        let gru = GruCell::<f32>::zeros(4, 0, false);
+        let gru = GruCell::<f32>::zeros(4, 0, false).unwrap();
         let h = gru
             .forward(Array1::<f32>::ones(4).view().into_dyn(), None)
             .unwrap();
@@ -1013,19 +1033,23 @@ mod tests {
     #[test]
     fn cells_display_like_torch() {
         assert_eq!(
-            RnnCell::<f32>::zeros(4, 3, true, Nonlinearity::Tanh).to_string(),
+            RnnCell::<f32>::zeros(4, 3, true, Nonlinearity::Tanh)
+                .unwrap()
+                .to_string(),
             "RNNCell(4, 3)"
         );
         assert_eq!(
-            RnnCell::<f32>::zeros(4, 3, false, Nonlinearity::Relu).to_string(),
+            RnnCell::<f32>::zeros(4, 3, false, Nonlinearity::Relu)
+                .unwrap()
+                .to_string(),
             "RNNCell(4, 3, bias=False, nonlinearity=relu)"
         );
         assert_eq!(
-            LstmCell::<f64>::zeros(2, 5, true).to_string(),
+            LstmCell::<f64>::zeros(2, 5, true).unwrap().to_string(),
             "LSTMCell(2, 5)"
         );
         assert_eq!(
-            GruCell::<f64>::zeros(2, 5, false).to_string(),
+            GruCell::<f64>::zeros(2, 5, false).unwrap().to_string(),
             "GRUCell(2, 5, bias=False)"
         );
     }

@@ -78,9 +78,9 @@ impl<T: Float> AnyCell<T> {
     fn seeded(cfg: &CellConfig, seed: u64) -> Self {
         let (i, h, b) = (cfg.input_size, cfg.hidden_size, cfg.bias);
         match cfg.cell.as_str() {
-            "lstm" => AnyCell::Lstm(LstmCell::seeded(i, h, b, seed)),
-            "gru" => AnyCell::Gru(GruCell::seeded(i, h, b, seed)),
-            other => AnyCell::Rnn(RnnCell::seeded(i, h, b, nonlinearity(other), seed)),
+            "lstm" => AnyCell::Lstm(LstmCell::seeded(i, h, b, seed).unwrap()),
+            "gru" => AnyCell::Gru(GruCell::seeded(i, h, b, seed).unwrap()),
+            other => AnyCell::Rnn(RnnCell::seeded(i, h, b, nonlinearity(other), seed).unwrap()),
         }
     }
 
@@ -394,7 +394,7 @@ fn cell_errors_match_torch() {
 #[test]
 fn other_state_errors() {
     let x = ArrayD::<f64>::zeros(vec![2, 4]);
-    let rnn = RnnCell::<f64>::seeded(4, 3, true, Nonlinearity::Tanh, 0);
+    let rnn = RnnCell::<f64>::seeded(4, 3, true, Nonlinearity::Tanh, 0).unwrap();
     let h3 = ArrayD::<f64>::zeros(vec![1, 2, 3]);
     let err = rnn.forward(x.view(), Some(h3.view())).unwrap_err();
     assert!(matches!(
@@ -412,7 +412,7 @@ fn other_state_errors() {
     let err = rnn.forward(wide.view(), Some(h3.view())).unwrap_err();
     assert!(matches!(err, Error::CellStateRank { .. }), "{err}");
 
-    let lstm = LstmCell::<f64>::seeded(4, 3, true, 0);
+    let lstm = LstmCell::<f64>::seeded(4, 3, true, 0).unwrap();
     let (hx, cx) = (ArrayD::zeros(vec![2, 3]), ArrayD::zeros(vec![5, 3]));
     let err = lstm
         .forward(x.view(), Some((hx.view(), cx.view())))
@@ -441,7 +441,7 @@ fn other_state_errors() {
 
 #[test]
 fn parameter_errors() {
-    let mut gru = GruCell::<f32>::zeros(4, 3, false);
+    let mut gru = GruCell::<f32>::zeros(4, 3, false).unwrap();
     assert_eq!(gru.parameter_names(), ["weight_ih", "weight_hh"]);
     let err = gru.parameter("bias_ih").unwrap_err();
     assert!(
@@ -679,15 +679,15 @@ fn seeded_cells_match_seeded_layers() {
         let gru = Gru::seeded(RnnConfig::gru(5, 4).bias(bias), 9).unwrap();
         let pairs = [
             (
-                AnyCell::Rnn(RnnCell::<f32>::seeded(5, 4, bias, Nonlinearity::Relu, 9)),
+                AnyCell::Rnn(RnnCell::<f32>::seeded(5, 4, bias, Nonlinearity::Relu, 9).unwrap()),
                 owned(rnn.named_parameters()),
             ),
             (
-                AnyCell::Lstm(LstmCell::seeded(5, 4, bias, 9)),
+                AnyCell::Lstm(LstmCell::seeded(5, 4, bias, 9).unwrap()),
                 owned(lstm.named_parameters()),
             ),
             (
-                AnyCell::Gru(GruCell::seeded(5, 4, bias, 9)),
+                AnyCell::Gru(GruCell::seeded(5, 4, bias, 9).unwrap()),
                 owned(gru.named_parameters()),
             ),
         ];

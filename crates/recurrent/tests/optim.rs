@@ -487,7 +487,7 @@ fn every_layer_type_is_optimizable_by_name() {
     }
     let gru_config = RnnConfig::gru(3, 4).num_layers(2).bidirectional(true);
     check(Gru::<f64>::seeded(gru_config.clone(), 1).unwrap());
-    check(GruCell::<f64>::seeded(3, 4, true, 2));
+    check(GruCell::<f64>::seeded(3, 4, true, 2).unwrap());
     let gru = Gru::<f64>::seeded(gru_config, 3).unwrap();
     check(gru.layers().clone());
     let list: Vec<(String, ArrayD<f64>)> = gru

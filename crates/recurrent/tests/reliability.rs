@@ -517,3 +517,19 @@ fn padding_to_a_length_past_memory_is_an_error() {
     let (padded, lengths) = pad_packed_sequence(&packed, false, 0.0, Some(5)).unwrap();
     assert_eq!((padded.dim(), lengths), ((5, 2, 4), vec![3, 1]));
 }
+
+#[test]
+fn a_cell_too_large_for_memory_is_an_error_not_an_abort() {
+    use recurrent::{GruCell, LstmCell, RnnCell};
+    let err = RnnCell::<f32>::zeros(4, 200_000, true, Nonlinearity::Tanh).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    let err = LstmCell::<f64>::seeded(4, 100_000, true, 0).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    let err = GruCell::<f32>::zeros(1 << 40, 1 << 30, false).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    // A cell that fits is built as before.
+    assert_eq!(
+        GruCell::<f32>::zeros(4, 3, false).unwrap().to_string(),
+        "GRUCell(4, 3, bias=False)"
+    );
+}

@@ -459,16 +459,12 @@ fn cells_special_values_propagate_as_in_the_reference() {
         ("gru", 20),
     ] {
         let fresh = || match kind {
-            "rnn" => Cell::Rnn(RnnCell::<f32>::seeded(
-                3,
-                hidden,
-                true,
-                Nonlinearity::Tanh,
-                1,
-            )),
-            "relu" => Cell::Rnn(RnnCell::seeded(3, hidden, true, Nonlinearity::Relu, 1)),
-            "lstm" => Cell::Lstm(LstmCell::seeded(3, hidden, true, 1)),
-            _ => Cell::Gru(GruCell::seeded(3, hidden, true, 1)),
+            "rnn" => {
+                Cell::Rnn(RnnCell::<f32>::seeded(3, hidden, true, Nonlinearity::Tanh, 1).unwrap())
+            }
+            "relu" => Cell::Rnn(RnnCell::seeded(3, hidden, true, Nonlinearity::Relu, 1).unwrap()),
+            "lstm" => Cell::Lstm(LstmCell::seeded(3, hidden, true, 1).unwrap()),
+            _ => Cell::Gru(GruCell::seeded(3, hidden, true, 1).unwrap()),
         };
         let x = random_array::<f32>(&[2, 3], 2, 0.8);
         let h = random_array::<f32>(&[2, hidden], 3, 0.8);
