@@ -14,14 +14,16 @@
 # - A nightly toolchain, with `rustup toolchain install nightly --profile minimal`, if
 #   missing. Fuzzing with AddressSanitizer (cargo fuzz's default) needs nightly's -Z
 #   flags.
-# The toolchain question: machines here can reach crates.io but not the rustup
-# distribution server, so `rustup toolchain install nightly` fails on a machine that does
-# not already have nightly. Then the script falls back to the stable toolchain with
-# RUSTC_BOOTSTRAP=1 (which lets cargo-fuzz's -Z/-C flags through) and
-# `--sanitizer none`: libFuzzer with coverage instrumentation, no ASan. That loses ASan's
-# checks of unsafe code and its malloc hooks (so libFuzzer's -malloc_limit_mb is not
-# enforced), but the targets install their own global allocator that refuses any single
-# allocation over 2 GiB, so an allocation sized by an input's claims is still a crash.
+# The toolchain question: this workplace's machines are promised crates.io and the other
+# package registries only, so `rustup toolchain install nightly` may fail on a machine
+# that does not already have nightly (on the machine this was written on, nightly was
+# preinstalled and the rustup server answered, so the nightly mode ran). Then the script
+# falls back to the stable toolchain with RUSTC_BOOTSTRAP=1 (which lets cargo-fuzz's -Z
+# flags through) and `--sanitizer none`: libFuzzer with coverage instrumentation, no
+# ASan. That loses ASan's checks of unsafe code and its malloc hooks (so libFuzzer's
+# -malloc_limit_mb is not enforced), but the targets install their own global allocator
+# that refuses any single allocation over 2 GiB, so an allocation sized by an input's
+# claims is still a crash, and -rss_limit_mb still applies.
 # Both modes build with -a (debug assertions and overflow checks on, in a release build).
 # FUZZ_MODE=nightly or FUZZ_MODE=stable forces a mode; the default is auto.
 #
