@@ -148,12 +148,15 @@ pub fn small_input<T: Float>(config: &RnnConfig, seq_len: usize, batch: usize) -
     })
 }
 
+/// `(output, h_n, c_n)`, `c_n` for an LSTM.
+type RunOutput<T> = (ArrayD<T>, ArrayD<T>, Option<ArrayD<T>>);
+
 /// A forward pass on a well-formed input must succeed with torch's output shapes.
 fn check_run<T: Float>(
     config: &RnnConfig,
     seq_len: usize,
     batch: usize,
-    result: recurrent::Result<(ArrayD<T>, ArrayD<T>, Option<ArrayD<T>>)>,
+    result: recurrent::Result<RunOutput<T>>,
 ) {
     let (output, h_n, c_n) = match result {
         Ok(r) => r,
