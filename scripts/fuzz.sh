@@ -17,13 +17,15 @@
 # The toolchain question: this workplace's machines are promised crates.io and the other
 # package registries only, so `rustup toolchain install nightly` may fail on a machine
 # that does not already have nightly (on the machine this was written on, nightly was
-# preinstalled and the rustup server answered, so the nightly mode ran). Then the script
-# falls back to the stable toolchain with RUSTC_BOOTSTRAP=1 (which lets cargo-fuzz's -Z
-# flags through) and `--sanitizer none`: libFuzzer with coverage instrumentation, no
-# ASan. That loses ASan's checks of unsafe code and its malloc hooks (so libFuzzer's
-# -malloc_limit_mb is not enforced), but the targets install their own global allocator
-# that refuses any single allocation over 2 GiB, so an allocation sized by an input's
-# claims is still a crash, and -rss_limit_mb still applies.
+# preinstalled and the rustup server answered, so the nightly mode ran; the stable mode
+# was checked there too). Then the script falls back to the stable toolchain with
+# RUSTC_BOOTSTRAP=1, which lets cargo-fuzz's -Zsanitizer=address through: stable's
+# rust-std ships the ASan runtime (librustc-stable_rt.asan.a), so this is the same
+# ASan fuzzing as on nightly. Should that build fail, it builds with `--sanitizer none`
+# (coverage instrumentation only, which needs no -Z flag): no ASan checks of unsafe code
+# and no malloc hooks, so libFuzzer's -malloc_limit_mb is not enforced; but the targets
+# install their own global allocator that refuses any single allocation over 2 GiB, so
+# an allocation sized by an input's claims is still a crash, and -rss_limit_mb applies.
 # Both modes build with -a (debug assertions and overflow checks on, in a release build).
 # FUZZ_MODE=nightly or FUZZ_MODE=stable forces a mode; the default is auto.
 #
@@ -72,34 +74,52 @@ if [ "$MODE" = auto ]; then
         if rustup toolchain install nightly --profile minimal; then
             MODE=nightly
         else
-            echo "== no nightly toolchain to be had: stable with RUSTC_BOOTSTRAP=1, no sanitizer"
+            echo "== no nightly toolchain to be had: stable with RUSTC_BOOTSTRAP=1"
             MODE=stable
         fi
     fi
 fi
-case "$MODE" in
-    nightly)
-        CARGO_FUZZ=(cargo +nightly fuzz)
-        BUILD_FLAGS=(-O -a --sanitizer "${FUZZ_SANITIZER:-address}")
-        ;;
-    stable)
-        export RUSTC_BOOTSTRAP=1
-        CARGO_FUZZ=(cargo +stable fuzz)
-        # A separate target directory: switching toolchains would rebuild everything.
-        BUILD_FLAGS=(-O -a --sanitizer none --target-dir "$FUZZ/target/stable")
-        ;;
-    *)
-        echo "FUZZ_MODE must be auto, nightly or stable, not '$MODE'" >&2
-        exit 2
-        ;;
-esac
-echo "== mode: $MODE (${CARGO_FUZZ[*]} ${BUILD_FLAGS[*]})"
+SANITIZER="${FUZZ_SANITIZER:-address}"
+set_flags() {
+    case "$MODE" in
+        nightly)
+            CARGO_FUZZ=(cargo +nightly fuzz)
+            BUILD_FLAGS=(-O -a --sanitizer "$SANITIZER")
+            ;;
+        stable)
+            export RUSTC_BOOTSTRAP=1
+            CARGO_FUZZ=(cargo +stable fuzz)
+            # Own target directories: switching toolchains would rebuild everything.
+            local dir=stable-asan
+            [ "$SANITIZER" = address ] || dir="stable-$SANITIZER"
+            BUILD_FLAGS=(-O -a --sanitizer "$SANITIZER" --target-dir "$FUZZ/target/$dir")
+            ;;
+        *)
+            echo "FUZZ_MODE must be auto, nightly or stable, not '$MODE'" >&2
+            exit 2
+            ;;
+    esac
+}
+build() {
+    echo "== mode: $MODE (${CARGO_FUZZ[*]} ${BUILD_FLAGS[*]}); building ${TARGETS[*]}"
+    for t in "${TARGETS[@]}"; do
+        "${CARGO_FUZZ[@]}" build "${BUILD_FLAGS[@]}" "$t" || return 1
+    done
+}
 
 cd "$FUZZ"
-echo "== building ${TARGETS[*]}"
-for t in "${TARGETS[@]}"; do
-    "${CARGO_FUZZ[@]}" build "${BUILD_FLAGS[@]}" "$t" || { echo "build of $t failed" >&2; exit 1; }
-done
+set_flags
+if ! build; then
+    if [ "$MODE" = stable ] && [ "$SANITIZER" != none ]; then
+        echo "== the $SANITIZER build failed on stable: building without a sanitizer"
+        SANITIZER=none
+        set_flags
+        build || { echo "build failed" >&2; exit 1; }
+    else
+        echo "build failed" >&2
+        exit 1
+    fi
+fi
 
 # --- runs -------------------------------------------------------------------------------
 mkdir -p logs
