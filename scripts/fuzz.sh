@@ -129,6 +129,7 @@ for t in "${TARGETS[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     cp -n "seeds/$t"/* "corpus/$t/" 2>/dev/null || true
     log="logs/$t.log"
+    before=$(ls "artifacts/$t")
     echo "== $t: ${SECONDS_PER_TARGET}s (log: fuzz/$log)"
     # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
     "${CARGO_FUZZ[@]}" run "${BUILD_FLAGS[@]}" "$t" "corpus/$t" -- \
@@ -139,15 +140,23 @@ for t in "${TARGETS[@]}"; do
 
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
+    if [ -z "$execs" ]; then
+        # -fork mode prints no final stats: its last "#N: cov: ... time: Ss" line instead.
+        last=$(grep -E '^#[0-9]+: cov:' "$log" | tail -1)
+        execs=$(printf '%s' "$last" | grep -o '^#[0-9]*' | tr -d '#')
+        secs=$(printf '%s' "$last" | grep -o 'time: [0-9]*' | grep -o '[0-9]*$')
+        [ -n "$execs" ] && [ -n "$secs" ] && [ "$secs" -gt 0 ] && rate=$((execs / secs))
+    fi
     cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)
-    crashes=$(grep -o 'Test unit written to [^ ]*' "$log" | sed 's/Test unit written to //' | sort -u)
+    # Crash, timeout and OOM inputs this run wrote (in -fork mode too).
+    crashes=$(comm -13 <(printf '%s\n' "$before" | sort) <(ls "artifacts/$t" | sort) | grep . | sed "s|^|fuzz/artifacts/$t/|")
     ncrash=$(printf '%s' "$crashes" | grep -c . || true)
     line=$(printf '%-20s execs %-10s exec/s %-7s %-22s crashes %s' \
         "$t" "${execs:-?}" "${rate:-?}" "${cov:-cov: ? ft: ?}" "$ncrash")
     if [ "$ncrash" -gt 0 ]; then
         failed=1
         for c in $crashes; do line+=$'\n'"    crash: $c"; done
-        line+=$'\n'"    $(grep -m1 -E "panicked at|ERROR: libFuzzer|bounded allocator|memory allocation of" "$log")"
+        line+=$'\n'"    $(grep -m1 -A1 -E "panicked at|bounded allocator|ERROR: libFuzzer" "$log" | tr '\n' ' ')"
     elif [ "$status" -ne 0 ]; then
         failed=1
         line+=$'\n'"    exit status $status with no crash file: see fuzz/$log"
