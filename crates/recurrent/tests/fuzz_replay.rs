@@ -110,6 +110,14 @@ fn isolated(test: &str, file: &Path, check: fn(&Path)) -> Option<String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    // A child that aborted or was killed leaves its npy_reader scratch file behind.
+    let prefix = fuzz_common::npy_reader::scratch_prefix(child.id());
+    let dir = fuzz_common::npy_reader::scratch_dir();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     // The lines that say what happened, then the last few.

@@ -23,18 +23,28 @@ pub fn run(data: &[u8]) {
     let _ = std::fs::remove_file(&path);
 }
 
-fn scratch_path() -> PathBuf {
+/// Where the scratch files go: /dev/shm when it exists, else the temporary folder.
+pub fn scratch_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
+    if shm.is_dir() {
         shm.to_path_buf()
     } else {
         std::env::temp_dir()
-    };
+    }
+}
+
+/// How the scratch files of process `pid` start (a process killed mid-input leaves its
+/// file behind; whoever started it can remove it).
+pub fn scratch_prefix(pid: u32) -> String {
+    format!("recurrent-fuzz-npy-{pid}-")
+}
+
+fn scratch_path() -> PathBuf {
     let thread = format!("{:?}", std::thread::current().id());
     let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
-    dir.join(format!(
-        "recurrent-fuzz-npy-{}-{thread}.npy",
-        std::process::id()
+    scratch_dir().join(format!(
+        "{}{thread}.npy",
+        scratch_prefix(std::process::id())
     ))
 }
 
