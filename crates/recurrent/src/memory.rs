@@ -75,6 +75,35 @@ impl Budget {
     }
 }
 
+/// The widths every estimate reads off a configuration (validated, so these small
+/// products cannot overflow).
+struct Widths {
+    /// Directions.
+    d: usize,
+    /// `hidden_size`.
+    h: usize,
+    /// `proj_size` if set, else `hidden_size`.
+    h_out: usize,
+    /// Gate rows, `G * H`.
+    g: usize,
+    /// The widest layer input, `max(input_size, D * H_out)`.
+    widest_input: usize,
+}
+
+impl Widths {
+    fn of(config: &RnnConfig) -> Self {
+        let d = config.num_directions();
+        let h_out = config.output_hidden_size();
+        Widths {
+            d,
+            h: config.hidden_size,
+            h_out,
+            g: config.gate_size(),
+            widest_input: config.input_size.max(d * h_out),
+        }
+    }
+}
+
 /// An upper bound of what a forward pass of `config` over `(L, N)` allocates, in elements
 /// of the layer's type: the output and the previous layer's, the input projections of
 /// every step (all directions), the final states.
@@ -84,12 +113,7 @@ pub(crate) fn forward_budget(
     batch: usize,
     elem: usize,
 ) -> Budget {
-    let d = config.num_directions();
-    let (h, h_out, g) = (
-        config.hidden_size,
-        config.output_hidden_size(),
-        config.gate_size(),
-    );
+    let Widths { d, h, h_out, g, .. } = Widths::of(config);
     Budget::new()
         .add(elem, &[2, seq_len, batch, d, h_out])
         .add(elem, &[seq_len, batch, d, g])
@@ -105,32 +129,30 @@ pub(crate) fn backward_budget(
     batch: usize,
     elem: usize,
 ) -> Budget {
-    let d = config.num_directions();
-    let (h, h_out, g) = (
-        config.hidden_size,
-        config.output_hidden_size(),
-        config.gate_size(),
-    );
-    let widest_input = config.input_size.max(d * h_out);
+    let Widths {
+        d,
+        h,
+        h_out,
+        g,
+        widest_input,
+    } = Widths::of(config);
+    let per_step = h_out + 3 * h + 3 * g;
     forward_budget(config, seq_len, batch, elem)
         .add(elem, &[config.num_layers, seq_len, batch, widest_input])
-        .add(
-            elem,
-            &[config.num_layers, d, seq_len, batch, h_out + 3 * h + 3 * g],
-        )
+        .add(elem, &[config.num_layers, d, seq_len, batch, per_step])
         .add(elem, &[2, seq_len, batch, widest_input])
 }
 
 /// An upper bound of a layer's parameters in bytes (weights, biases, and the fast path's
 /// packed copies of the weights).
 pub(crate) fn parameter_budget(config: &RnnConfig, elem: usize) -> Budget {
-    let d = config.num_directions();
-    let (h, h_out, g) = (
-        config.hidden_size,
-        config.output_hidden_size(),
-        config.gate_size(),
-    );
-    let widest_input = config.input_size.max(d * h_out);
+    let Widths {
+        d,
+        h,
+        h_out,
+        g,
+        widest_input,
+    } = Widths::of(config);
     // Each weight is held twice (torch's layout and the packed one), with some padding.
     Budget::new()
         .add(
