@@ -29,6 +29,10 @@ pub fn run(data: &[u8]) {
     let parsed = StateDict::from_bytes(PathBuf::from("fuzz-state-dict.safetensors"), bytes);
     let dict = match parsed {
         Ok(dict) => dict,
+        // safetensors 0.8 serialises no tensors with a metadata map as the invalid
+        // header `{},"__metadata__":{}}`: refusing that is right (this crate's writers
+        // never write a file without tensors).
+        Err(_) if case.entries.is_empty() && case.metadata.is_some() => return,
         Err(e) => panic!("the safetensors crate's own output was refused: {e}"),
     };
     let loaded = super::safetensors_reader::exercise(&dict);
