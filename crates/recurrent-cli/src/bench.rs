@@ -123,6 +123,14 @@ fn time_forward<T: Float>(
         Kind::Lstm => Model::Lstm(Lstm::from_layers(layers).map_err(|e| e.to_string())?),
         Kind::Gru => Model::Gru(Gru::from_layers(layers).map_err(|e| e.to_string())?),
     };
+    // The input and its copy, before either is allocated.
+    recurrent::memory::Budget::new()
+        .add(
+            std::mem::size_of::<T>(),
+            &[2, args.seq_len, args.batch, args.input_size],
+        )
+        .check(|| "--seq-len x --batch x --input-size".to_string())
+        .map_err(|e| e.to_string())?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let input: Array3<T> =
         Array3::from_shape_simple_fn((args.seq_len, args.batch, args.input_size), || {

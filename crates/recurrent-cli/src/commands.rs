@@ -244,20 +244,41 @@ fn run_typed<T: Float>(
             npy::stage(&mut set, path, array).map_err(|e| e.to_string())?;
         }
     }
+    let to_stderr = set.writes_stdout();
     set.commit().map_err(|e| e.to_string())?;
-    out!(
-        "{description}: output {:?}{}{}",
-        output.shape(),
-        args.hn
-            .as_ref()
-            .map(|_| format!(", h_n {:?}", h_n.shape()))
-            .unwrap_or_default(),
-        match (&args.cn, &c_n) {
-            (Some(_), Some(c)) => format!(", c_n {:?}", c.shape()),
-            _ => String::new(),
-        }
+    summary(
+        &format!(
+            "{description}: output {:?}{}{}",
+            output.shape(),
+            args.hn
+                .as_ref()
+                .map(|_| format!(", h_n {:?}", h_n.shape()))
+                .unwrap_or_default(),
+            match (&args.cn, &c_n) {
+                (Some(_), Some(c)) => format!(", c_n {:?}", c.shape()),
+                _ => String::new(),
+            }
+        ),
+        to_stderr,
     );
     Ok(())
+}
+
+/// Whether an output path names standard output (`-` or `/dev/stdout`).
+fn is_stdout(path: &Path) -> bool {
+    path == Path::new("-") || path == Path::new("/dev/stdout")
+}
+
+/// Prints a command's closing line once its outputs are in place: on stderr when an
+/// output went to stdout. A closed or full stdout no longer changes the outcome: the
+/// outputs are written, so the command succeeded.
+fn summary(line: &str, to_stderr: bool) {
+    use std::io::Write;
+    let _ = if to_stderr {
+        writeln!(std::io::stderr(), "{line}")
+    } else {
+        writeln!(std::io::stdout(), "{line}")
+    };
 }
 
 /// `recurrent inspect`.
@@ -359,7 +380,10 @@ pub fn init(args: InitArgs) -> CliResult {
         DtypeArg::F64 => init_typed::<f64>(config, args.seed, &args.output, &meta),
     };
     let rnn_desc = saved?;
-    out!("{rnn_desc} -> {}", args.output.display());
+    summary(
+        &format!("{rnn_desc} -> {}", args.output.display()),
+        is_stdout(&args.output),
+    );
     Ok(())
 }
 
@@ -490,16 +514,19 @@ fn backward_typed<T: Float>(
         "sum(output * grad_output) + sum(h_n * grad_h_n) [+ sum(c_n * grad_c_n)]".to_string(),
     );
     st::save_tensors(&args.output, &tensors, meta).map_err(|e| e.to_string())?;
-    out!(
-        "{description}: gradients of {} parameters, input {:?}, h0 {:?}{} -> {}",
-        grads.parameters.len(),
-        grads.input.shape(),
-        grads.h0.shape(),
-        grads
-            .c0
-            .as_ref()
-            .map_or(String::new(), |c| format!(", c0 {:?}", c.shape())),
-        args.output.display()
+    summary(
+        &format!(
+            "{description}: gradients of {} parameters, input {:?}, h0 {:?}{} -> {}",
+            grads.parameters.len(),
+            grads.input.shape(),
+            grads.h0.shape(),
+            grads
+                .c0
+                .as_ref()
+                .map_or(String::new(), |c| format!(", c0 {:?}", c.shape())),
+            args.output.display()
+        ),
+        is_stdout(&args.output),
     );
     Ok(())
 }

@@ -1294,3 +1294,97 @@ fn sizes_past_what_the_data_or_the_memory_holds_fail_fast_with_one_line() {
     ]);
     assert_fails(&o, &["cannot pack empty tensors"], &[&out2]);
 }
+
+#[test]
+fn standard_output_as_an_output_keeps_the_shells_semantics() {
+    let (dir, model, input) = workspace();
+    let d = dir.path();
+    let file = d.join("file.npy");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&file),
+    ]);
+    assert!(o.status.success());
+    let want = std::fs::read(&file).unwrap();
+    for dash in ["-", "/dev/stdout"] {
+        // Into a pipe: the .npy bytes alone on stdout, the summary on stderr.
+        let o = run(&[
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            dash,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.stdout, want, "{dash}: stdout holds the array only");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("output [10, 2, 8]"));
+        // Appended to a file (`>> log`): what was there stays.
+        let log = d.join("log.txt");
+        std::fs::write(&log, "precious\n").unwrap();
+        let append = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let status = bin()
+            .args([
+                "run",
+                "--model",
+                s(&model),
+                "--input",
+                s(&input),
+                "--output",
+                dash,
+            ])
+            .stdout(append)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let bytes = std::fs::read(&log).unwrap();
+        assert_eq!(&bytes[..9], b"precious\n", "{dash}: the log was replaced");
+        assert_eq!(&bytes[9..], &want[..], "{dash}");
+    }
+}
+
+#[test]
+fn a_full_stdout_after_the_outputs_are_written_is_not_a_failure_and_modes_are_kept() {
+    let (dir, model, input) = workspace();
+    let d = dir.path();
+    let out = d.join("out.npy");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // /dev/full is only opened here, never an output: writing the summary fails.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = bin()
+        .args([
+            "run",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+            s(&out),
+        ])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let written: ArrayD<f32> = read_npy(&out).unwrap();
+    assert_eq!(written.shape(), [10, 2, 8]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a private output became readable by others");
+    }
+    no_temp_files(d);
+}

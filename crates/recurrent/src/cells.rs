@@ -253,6 +253,15 @@ impl<T: Float> Core<T> {
             }
         }
         let unbatched = rank == 1;
+        // What a step allocates follows from the batch: the copies below, the gates
+        // (G * H per row) and the new states, checked before any of it.
+        let batch = if unbatched { 1 } else { input.shape()[0] };
+        let gates = self.kind.gate_count() * self.hidden_size;
+        let elem = std::mem::size_of::<T>();
+        crate::memory::Budget::new()
+            .add(elem, &[batch, self.input_size.max(input.shape()[rank - 1])])
+            .add(elem, &[batch, 2 * gates + 4 * self.hidden_size])
+            .check(|| format!("a step of {cell} for {batch} rows"))?;
         // Batched, in standard layout (borrowed when it already is), so that rows are
         // slices.
         let batched = |a: ArrayViewD<'a, T>| -> Result<CowArray<'a, T, Ix2>> {

@@ -30,16 +30,34 @@ impl<T: Float> DropoutMasks<T> {
     /// use rand::SeedableRng;
     /// use recurrent::{dropout::DropoutMasks, RnnConfig};
     /// let config = RnnConfig::new(3, 4).num_layers(3).dropout(0.25);
-    /// let masks = DropoutMasks::<f32>::sample(&config, 5, 2, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    /// let masks = DropoutMasks::<f32>::sample(&config, 5, 2, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
     /// assert_eq!(masks.masks().len(), 2); // between layers 0-1 and 1-2
     /// assert!(masks.masks()[0].iter().all(|&m| m == 0.0 || (m - 4.0 / 3.0).abs() < 1e-6));
+    /// # Ok::<(), recurrent::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::OutOfMemory`] when `(num_layers - 1) * seq_len * batch * D * H`
+    /// factors cannot be allocated.
     pub fn sample<R: Rng + ?Sized>(
         config: &RnnConfig,
         seq_len: usize,
         batch: usize,
         rng: &mut R,
-    ) -> Self {
+    ) -> crate::Result<Self> {
+        crate::memory::Budget::new()
+            .add(
+                std::mem::size_of::<T>(),
+                &[
+                    config.num_layers.saturating_sub(1),
+                    seq_len,
+                    batch,
+                    config.output_size(),
+                ],
+            )
+            .check(|| {
+                format!("dropout masks of {config} for {seq_len} steps of {batch} sequences")
+            })?;
         let p = config.dropout;
         let keep = if p < 1.0 {
             T::of(1.0 / (1.0 - p))
@@ -59,7 +77,7 @@ impl<T: Float> DropoutMasks<T> {
                 })
             })
             .collect();
-        DropoutMasks { masks }
+        Ok(DropoutMasks { masks })
     }
 
     /// Masks given by the caller: one `(L, N, D·H_out)` array per layer boundary

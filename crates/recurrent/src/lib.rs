@@ -81,7 +81,7 @@ pub mod error;
 mod forward;
 pub mod io;
 mod kernels;
-mod memory;
+pub mod memory;
 pub mod module;
 pub mod optim;
 pub mod packed;

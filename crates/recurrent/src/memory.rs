@@ -17,18 +17,33 @@ use crate::config::RnnConfig;
 use crate::error::{Error, Result};
 
 /// A running total of bytes; `None` once it overflows `u64`.
+///
+/// ```
+/// use recurrent::memory::Budget;
+/// // 2^40 rows of 1024 float32 values: 4 TiB, which no machine here can give.
+/// let huge = Budget::new().add(4, &[1 << 40, 1024]);
+/// assert!(matches!(huge.check(|| "a buffer".into()), Err(recurrent::Error::OutOfMemory { .. })));
+/// assert!(Budget::new().add(4, &[1000, 1000]).check(|| "a buffer".into()).is_ok());
+/// ```
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Budget {
+pub struct Budget {
     bytes: Option<u64>,
 }
 
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Budget {
-    pub(crate) fn new() -> Self {
+    /// Nothing yet.
+    pub fn new() -> Self {
         Budget { bytes: Some(0) }
     }
 
     /// Adds `product(dims)` elements of `elem_bytes` bytes each.
-    pub(crate) fn add(mut self, elem_bytes: usize, dims: &[usize]) -> Self {
+    pub fn add(mut self, elem_bytes: usize, dims: &[usize]) -> Self {
         let product = dims.iter().try_fold(elem_bytes as u64, |acc, &d| {
             acc.checked_mul(u64::try_from(d).ok()?)
         });
@@ -41,7 +56,10 @@ impl Budget {
 
     /// Fails with [`Error::OutOfMemory`] (about `what`) unless the system allocator can
     /// give the whole total at once.
-    pub(crate) fn check(self, what: impl FnOnce() -> String) -> Result<()> {
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`], with `bytes: None` when the total overflowed `u64`.
+    pub fn check(self, what: impl FnOnce() -> String) -> Result<()> {
         let fail = |bytes| Error::OutOfMemory {
             what: what(),
             bytes,

@@ -464,6 +464,21 @@ fn batch_sizes_of(sorted_lengths: &[usize]) -> Vec<usize> {
     batch_sizes
 }
 
+/// The rows of a packed sequence, the sum of the lengths; a sum past `usize` (lengths of
+/// a broadcast input) is [`Error::OutOfMemory`].
+fn packed_rows(lengths: &[usize], features: usize) -> Result<usize> {
+    lengths
+        .iter()
+        .try_fold(0usize, |sum, &l| sum.checked_add(l))
+        .ok_or_else(|| Error::OutOfMemory {
+            what: format!(
+                "a packed sequence of {} sequences of {features} features",
+                lengths.len()
+            ),
+            bytes: None,
+        })
+}
+
 /// Packs a padded batch of variable-length sequences; torch's
 /// `pack_padded_sequence(input, lengths, batch_first, enforce_sorted)`.
 ///
@@ -527,11 +542,17 @@ pub fn pack_padded_sequence<T: Float>(
             seq_len,
         });
     }
+    // The packed rows and one batch size per step, checked before either is allocated
+    // (a broadcast input can claim more rows than memory holds).
+    let total = packed_rows(lengths, features)?;
+    let max_len = lengths.iter().copied().max().unwrap_or(0);
+    crate::memory::Budget::new()
+        .add(std::mem::size_of::<T>(), &[total, features])
+        .add(std::mem::size_of::<usize>(), &[max_len])
+        .check(|| format!("a packed sequence of {total} rows"))?;
     let source = |j: usize| order.as_ref().map_or(j, |o| o[j]);
     let sorted_lengths: Vec<usize> = (0..batch).map(|j| lengths[source(j)]).collect();
     let batch_sizes = batch_sizes_of(&sorted_lengths);
-    let total: usize = lengths.iter().sum();
-
     let mut data = Array2::zeros((total, features));
     let mut rows = data.rows_mut().into_iter();
     for (t, &b) in batch_sizes.iter().enumerate() {
@@ -718,8 +739,10 @@ pub fn pack_sequence<T: Float>(
     let source = |j: usize| order.as_ref().map_or(j, |o| o[j]);
     let sorted_lengths: Vec<usize> = (0..lengths.len()).map(|j| lengths[source(j)]).collect();
     let batch_sizes = batch_sizes_of(&sorted_lengths);
-    let total: usize = lengths.iter().sum();
-
+    let total = packed_rows(&lengths, features)?;
+    crate::memory::Budget::new()
+        .add(std::mem::size_of::<T>(), &[total, features])
+        .check(|| format!("a packed sequence of {total} rows"))?;
     let mut data = Array2::zeros((total, features));
     let mut rows = data.rows_mut().into_iter();
     for (t, &b) in batch_sizes.iter().enumerate() {

@@ -145,6 +145,15 @@ pub(crate) fn prepare_with_cell<'a, T: Float>(
             },
         });
     }
+    // Everything a pass allocates follows from these sizes: checked before the first
+    // allocation, the copy of a strided (or broadcast) input below included.
+    crate::memory::forward_budget(config, seq_len, batch, std::mem::size_of::<T>())
+        .add(std::mem::size_of::<T>(), &[seq_len, batch, features])
+        .add(
+            std::mem::size_of::<T>(),
+            &[2, layers, batch, config.hidden_size],
+        )
+        .check(|| format!("a pass of {config} over {seq_len} steps of {batch} sequences"))?;
     let input = if input3.is_standard_layout() {
         CowArray::from(input3)
     } else {

@@ -89,6 +89,8 @@ impl<T: Float> Rnn<T> {
                     }
                     return Err(Error::HiddenShape { expected, got });
                 }
+                crate::memory::forward_budget(config, 1, batch, std::mem::size_of::<T>())
+                    .check(|| format!("a stream of {config} for {batch} sequences"))?;
                 (Some(h.as_standard_layout().into_owned()), Some(unbatched))
             }
         };
@@ -161,6 +163,12 @@ impl<T: Float> RnnStream<'_, T> {
             let expected = vec![config.num_layers, batch, config.hidden_size];
             let got = self.state().map_or_else(Vec::new, |s| s.shape().to_vec());
             return Err(Error::HiddenShape { expected, got });
+        }
+        if state_batch.is_none() {
+            // The first step allocates the state and scratch for this batch.
+            crate::memory::forward_budget(config, 1, batch, std::mem::size_of::<T>())
+                .add(std::mem::size_of::<T>(), &[batch, features])
+                .check(|| format!("a stream of {config} for {batch} sequences"))?;
         }
         Ok(self.advance(x))
     }

@@ -17,7 +17,8 @@ fn masks_keep_one_minus_p_and_scale_by_its_inverse() {
             .num_layers(3)
             .bidirectional(true)
             .dropout(p);
-        let masks = DropoutMasks::<f64>::sample(&config, 40, 10, &mut ChaCha8Rng::seed_from_u64(3));
+        let masks = DropoutMasks::<f64>::sample(&config, 40, 10, &mut ChaCha8Rng::seed_from_u64(3))
+            .unwrap();
         assert_eq!(masks.masks().len(), 2);
         let all: Vec<f64> = masks
             .masks()
@@ -37,7 +38,8 @@ fn masks_keep_one_minus_p_and_scale_by_its_inverse() {
             .all(|&v| v == 0.0 || (v - 1.0 / (1.0 - p)).abs() < 1e-12));
     }
     let config = RnnConfig::new(3, 4).num_layers(2).dropout(1.0);
-    let masks = DropoutMasks::<f32>::sample(&config, 5, 2, &mut ChaCha8Rng::seed_from_u64(0));
+    let masks =
+        DropoutMasks::<f32>::sample(&config, 5, 2, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
     assert!(masks.masks()[0].iter().all(|&v| v == 0.0));
 }
 
@@ -78,7 +80,7 @@ fn backward_through_fixed_masks_matches_finite_differences() {
     let mut rnn = Rnn::<f64>::seeded(config.clone(), 4).unwrap();
     let x = random_array::<f64>(&[5, 2, 2], 5, 1.0);
     let go = random_array::<f64>(&[5, 2, 8], 6, 1.0);
-    let masks = DropoutMasks::sample(&config, 5, 2, &mut ChaCha8Rng::seed_from_u64(7));
+    let masks = DropoutMasks::sample(&config, 5, 2, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
     let grads = rnn
         .backward_with_masks(x.view(), None, &masks, go.view(), None)
         .unwrap();
@@ -113,7 +115,7 @@ fn backward_through_fixed_masks_matches_finite_differences() {
         .dropout(0.5);
     let mut lstm = Lstm::<f64>::seeded(config.clone(), 8).unwrap();
     let go = random_array::<f64>(&[5, 2, 3], 9, 1.0);
-    let masks = DropoutMasks::sample(&config, 5, 2, &mut ChaCha8Rng::seed_from_u64(10));
+    let masks = DropoutMasks::sample(&config, 5, 2, &mut ChaCha8Rng::seed_from_u64(10)).unwrap();
     let grads = lstm
         .backward_with_masks(x.view(), None, &masks, go.view(), (None, None))
         .unwrap();

@@ -433,6 +433,21 @@ fn safetensors_with_repeated_names_or_impossible_layers_are_refused() {
         err.to_string().contains("'batch_first' more than once"),
         "{err}"
     );
+    // The same with `"__metadata__": null`, which safetensors accepts as no metadata.
+    let dup_null = format!(
+        "{{\"__metadata__\":null,{},{}}}",
+        rnn.join(","),
+        w("weight_hh_l0", 16)
+    );
+    let err = StateDict::from_bytes(
+        PathBuf::from("n"),
+        safetensors_bytes(&dup_null, &data[..20]),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("'weight_hh_l0' more than once"),
+        "{err}"
+    );
     // A layer index past usize: not an unrelated tensor to ignore.
     let big = format!(
         "{{{},{}}}",
@@ -515,6 +530,11 @@ fn padding_to_a_length_past_memory_is_an_error() {
     let err = pad_packed_sequence(&packed, false, 0.0, Some(1 << 50)).unwrap_err();
     assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
     let (padded, lengths) = pad_packed_sequence(&packed, false, 0.0, Some(5)).unwrap();
+    // Packing a broadcast batch whose rows cannot all be copied.
+    let row = Array1::<f32>::ones(4);
+    let wide = row.broadcast((1usize << 40, 1, 4)).unwrap();
+    let err = pack_padded_sequence(wide, &[1 << 40], false, true).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
     assert_eq!((padded.dim(), lengths), ((5, 2, 4), vec![3, 1]));
 }
 
@@ -532,4 +552,56 @@ fn a_cell_too_large_for_memory_is_an_error_not_an_abort() {
         GruCell::<f32>::zeros(4, 3, false).unwrap().to_string(),
         "GRUCell(4, 3, bias=False)"
     );
+}
+
+#[test]
+fn broadcast_or_strided_inputs_past_memory_are_errors_before_any_copy() {
+    use recurrent::LstmCell;
+    // A (2^40, 1, 3) input that is one row broadcast: copying it to row-major (or
+    // computing its output) cannot be done.
+    let row = Array1::<f32>::ones(3);
+    let x = row.broadcast((1usize << 40, 1, 3)).unwrap().into_dyn();
+    let rnn = Rnn::<f32>::seeded(RnnConfig::new(3, 4), 0).unwrap();
+    let err = rnn.forward(x.view(), None).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    let go = Array1::<f32>::ones(4);
+    let go = go.broadcast((1usize << 40, 1, 4)).unwrap().into_dyn();
+    let err = rnn.backward(x.view(), None, go.view(), None).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    let lstm = Lstm::<f32>::seeded(RnnConfig::lstm(3, 4), 0).unwrap();
+    let lengths = vec![1usize; 1];
+    let err = lstm.forward_padded(x.view(), &lengths, None).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    // A stream started on a broadcast state, or stepped with a broadcast batch.
+    let h = Array1::<f32>::zeros(4);
+    let h0 = h.broadcast((1, 1usize << 40, 4)).unwrap().into_dyn();
+    let err = rnn.stream(Some(h0.view())).err().unwrap();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    let mut stream = rnn.stream(None).unwrap();
+    let rows = row.broadcast((1usize << 40, 3)).unwrap();
+    let err = stream.step(rows).err().unwrap();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    // A cell of input width 0 given 2^40 rows of nothing: its output would be 2^40 rows.
+    let cell = LstmCell::<f32>::zeros(0, 4, true).unwrap();
+    let empty = ndarray::Array2::<f32>::zeros((1, 0));
+    let rows = empty.broadcast((1usize << 40, 0)).unwrap().into_dyn();
+    let err = cell.forward(rows.view(), None).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+}
+
+#[test]
+fn dropout_masks_past_memory_are_an_error() {
+    use rand::SeedableRng;
+    use recurrent::dropout::DropoutMasks;
+    let config = RnnConfig::new(3, 4).num_layers(2).dropout(0.5);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let err = DropoutMasks::<f32>::sample(&config, 1 << 20, 1 << 20, &mut rng).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    let err = DropoutMasks::<f32>::sample(&config, usize::MAX / 2, 4, &mut rng).unwrap_err();
+    assert!(
+        matches!(err, Error::OutOfMemory { bytes: None, .. }),
+        "{err}"
+    );
+    let masks = DropoutMasks::<f32>::sample(&config, 5, 2, &mut rng).unwrap();
+    assert_eq!(masks.masks()[0].dim(), (5, 2, 4));
 }

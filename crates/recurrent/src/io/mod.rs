@@ -11,9 +11,11 @@
 //! set is in place, and put back if a later one fails.
 //!
 //! Targets that are not regular files are never replaced: a character device
-//! (`/dev/null`, `/dev/stdout` on a terminal) or a FIFO is written in place, after the
-//! regular files are in place, and a directory, a block device or a socket is refused.
-//! A symbolic link is followed, so the file it points to is replaced, not the link.
+//! (`/dev/null`) or a FIFO is opened before anything is renamed and written in place
+//! after the regular files are in place; a directory, a block device or a socket is
+//! refused. `-` and `/dev/stdout` write to standard output as the shell opened it. A
+//! symbolic link is followed, so the file it points to is replaced (keeping its
+//! permissions), not the link.
 //! Two outputs of one set that name the same file are refused. Every message names the
 //! caller's path, never a temporary file.
 
@@ -36,6 +38,9 @@ enum Target {
     },
     /// A character device or FIFO: the temporary file's bytes are written into it.
     InPlace,
+    /// `-` or `/dev/stdout`: the bytes go to this process's standard output, as the
+    /// shell opened it (appending for `>>`, into a pipe for `|`).
+    Stdout,
 }
 
 /// One output written to its temporary file, waiting for [`OutputSet::commit`].
@@ -107,6 +112,16 @@ fn same_new_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The error `tempfile` gives, without the temporary file's path it appends: messages
+/// name the caller's path only.
+fn without_temp_path(e: std::io::Error) -> std::io::Error {
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((message, _)) => std::io::Error::new(e.kind(), message.to_string()),
+        None => e,
+    }
+}
+
 fn io_error(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
@@ -131,6 +146,9 @@ fn folder_of(path: &Path) -> &Path {
 
 /// Decides how `path` is written, without touching it.
 fn classify(path: &Path) -> Result<Target> {
+    if path == Path::new("-") || path == Path::new("/dev/stdout") {
+        return Ok(Target::Stdout);
+    }
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -152,16 +170,26 @@ fn classify(path: &Path) -> Result<Target> {
         Err(e) => return Err(io_error(path, e)),
     };
     if meta.file_type().is_symlink() {
+        // What the link names: a pipe or socket behind /proc/self/fd has no path, so
+        // the kind comes from following the link.
+        #[cfg(unix)]
+        if let Ok(followed) = fs::metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            let kind = followed.file_type();
+            if kind.is_fifo() || kind.is_char_device() {
+                return Ok(Target::InPlace);
+            }
+        }
         // Replace what the link points to, never the link itself.
         let resolved = fs::canonicalize(path).map_err(|_| {
             refused(
                 path,
-                "is a symbolic link to a file that does not exist; give the target's path",
+                "is a symbolic link to a file that does not exist (or a loop of links); give the target's path",
             )
         })?;
         return match classify(&resolved)? {
             Target::Replace { .. } => Ok(Target::Replace { resolved }),
-            Target::InPlace => Ok(Target::InPlace),
+            other => Ok(other),
         };
     }
     let kind = meta.file_type();
@@ -243,11 +271,18 @@ impl OutputSet {
         }
         let tmp_dir = match &target {
             Target::Replace { resolved } => folder_of(resolved).to_path_buf(),
-            Target::InPlace => std::env::temp_dir(),
+            Target::InPlace | Target::Stdout => std::env::temp_dir(),
         };
         let mut tmp = builder
             .tempfile_in(&tmp_dir)
-            .map_err(|e| io_error(path, e))?;
+            .map_err(|e| io_error(path, without_temp_path(e)))?;
+        // A replaced file keeps its permissions (a private 0600 file stays private).
+        if let Target::Replace { resolved } = &target {
+            if let Ok(meta) = fs::metadata(resolved) {
+                fs::set_permissions(tmp.path(), meta.permissions())
+                    .map_err(|e| io_error(path, e))?;
+            }
+        }
         {
             let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
             write(&mut writer)?;
@@ -270,6 +305,7 @@ impl OutputSet {
     pub fn commit(self) -> Result<()> {
         let mut regular = Vec::new();
         let mut in_place = Vec::new();
+        let mut stdout = Vec::new();
         for s in self.staged {
             match s.target {
                 Target::Replace { ref resolved } => {
@@ -277,12 +313,23 @@ impl OutputSet {
                     regular.push((s.path, resolved, s.tmp));
                 }
                 Target::InPlace => in_place.push((s.path, s.tmp)),
+                Target::Stdout => stdout.push((s.path, s.tmp)),
             }
+        }
+        // Devices and FIFOs are opened before anything is renamed: a FIFO nobody reads
+        // blocks here, while every file is still as it was.
+        let mut opened = Vec::with_capacity(in_place.len());
+        for (path, tmp) in in_place {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_error(&path, e))?;
+            opened.push((path, tmp, file));
         }
         // Keep each file that will be replaced as a hard link beside it.
         let mut moves = Vec::with_capacity(regular.len());
         for (path, resolved, tmp) in regular {
-            let kept = backup(&resolved).map_err(|e| io_error(&path, e))?;
+            let kept = backup(&resolved).map_err(|e| io_error(&path, without_temp_path(e)))?;
             moves.push((path, resolved, tmp, kept));
         }
         let mut done: Vec<(PathBuf, Option<tempfile::TempPath>)> = Vec::new();
@@ -298,8 +345,17 @@ impl OutputSet {
             }
         }
         if failure.is_none() {
-            for (path, tmp) in &mut in_place {
-                if let Err(e) = copy_into(tmp, path) {
+            for (path, tmp, file) in &mut opened {
+                if let Err(e) = copy_into(tmp, file) {
+                    failure = Some(io_error(path, e));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            let mut out = std::io::stdout().lock();
+            for (path, tmp) in &mut stdout {
+                if let Err(e) = copy_into(tmp, &mut out) {
                     failure = Some(io_error(path, e));
                     break;
                 }
@@ -312,6 +368,14 @@ impl OutputSet {
                 Err(e)
             }
         }
+    }
+
+    /// Whether an output of the set goes to standard output (`-` or `/dev/stdout`), so
+    /// that messages must go elsewhere.
+    pub fn writes_stdout(&self) -> bool {
+        self.staged
+            .iter()
+            .any(|s| matches!(s.target, Target::Stdout))
     }
 }
 
@@ -349,12 +413,11 @@ fn rollback(done: Vec<(PathBuf, Option<tempfile::TempPath>)>) {
     }
 }
 
-/// Writes the bytes of a staged temporary file into a device or FIFO.
-fn copy_into(tmp: &mut tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+/// Writes the bytes of a staged temporary file into a device, FIFO or stdout.
+fn copy_into(tmp: &mut tempfile::NamedTempFile, out: &mut impl Write) -> std::io::Result<()> {
     use std::io::{Seek, SeekFrom};
     let file = tmp.as_file_mut();
     file.seek(SeekFrom::Start(0))?;
-    let mut out = fs::OpenOptions::new().write(true).open(path)?;
-    std::io::copy(file, &mut out)?;
+    std::io::copy(file, out)?;
     out.flush()
 }

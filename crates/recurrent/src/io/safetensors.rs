@@ -491,11 +491,31 @@ fn duplicate_key(header: &[u8]) -> std::result::Result<Option<String>, serde_jso
             Ok(found)
         }
     }
-    /// The metadata map: its own keys must be unique too.
+    /// The metadata: a map whose own keys must be unique too, or `null` (which the
+    /// safetensors crate accepts as no metadata).
     struct KeysSeed;
     impl<'de> serde::de::DeserializeSeed<'de> for KeysSeed {
         type Value = Option<String>;
         fn deserialize<D: Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_option(MaybeKeys)
+        }
+    }
+    struct MaybeKeys;
+    impl<'de> Visitor<'de> for MaybeKeys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(
             self,
             d: D,
         ) -> std::result::Result<Self::Value, D::Error> {
