@@ -98,11 +98,11 @@ pub trait Float:
 impl Float for f32 {
     const DTYPE: Dtype = Dtype::F32;
     fn tanh_slice(xs: &mut [Self]) {
-        crate::kernels::tanh_slice_f32(xs)
+        crate::kernels::tanh::tanh_slice_f32(xs)
     }
     #[inline(always)]
     fn tanh_inline<const FMA: bool>(self) -> Self {
-        crate::kernels::tanh_f32_with::<FMA>(self)
+        crate::kernels::tanh::tanh_f32_with::<FMA>(self)
     }
     fn of(x: f64) -> Self {
         x as f32

@@ -14,6 +14,33 @@ pub(crate) fn fmt_shape(shape: &[usize]) -> String {
     }
 }
 
+/// Python's `repr` of a float (`1e-05`, `-0.1`, `1.0`, `inf`, `nan`), so that messages
+/// read exactly as torch's.
+pub(crate) fn py_repr(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".to_string();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    // Rust and Python both print the shortest digits that round-trip; only the layout
+    // differs. Python uses scientific notation when the exponent is < -4 or >= 16.
+    let sci = format!("{x:e}");
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if x == 0.0 || (-4..16).contains(&exponent) {
+        let plain = format!("{x}");
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    }
+}
+
 /// Everything that can go wrong when building, loading or running a layer.
 ///
 /// Messages follow torch's wording where torch has one, so a PyTorch user recognises them.
@@ -472,7 +499,7 @@ pub enum Error {
         "The total norm of order {} for gradients from `parameters` is non-finite, so it \
          cannot be clipped. To disable this error and scale the gradients by the non-finite \
          norm anyway, set `error_if_nonfinite=False`",
-        crate::optim::py_repr(*norm_type)
+        py_repr(*norm_type)
     )]
     NonFiniteNorm {
         /// The norm's order `p`.

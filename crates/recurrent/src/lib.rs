@@ -107,7 +107,7 @@ pub mod __bench {
 
     /// The vectorised f32 `tanh` the layers apply.
     pub fn tanh_slice_f32(xs: &mut [f32]) {
-        crate::kernels::tanh_slice_f32(xs)
+        crate::kernels::tanh::tanh_slice_f32(xs)
     }
 
     /// The row stride of a packed weight of `h` columns (see `params::padded`).

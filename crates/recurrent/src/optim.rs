@@ -62,7 +62,7 @@ use ndarray::{ArrayD, ArrayViewD, Zip};
 
 use crate::cells::{GruCell, LstmCell, RnnCell};
 use crate::element::Float;
-use crate::error::{Error, Result};
+use crate::error::{py_repr, Error, Result};
 use crate::module::{Gru, Lstm, Rnn};
 use crate::params::Layers;
 
@@ -233,33 +233,6 @@ pub trait Optimizer<T: Float> {
     fn set_lr(&mut self, lr: f64) -> Result<()>;
     /// Forgets every parameter's state (momentum buffers, moments, step counts).
     fn reset(&mut self);
-}
-
-/// Python's `repr` of a float (`1e-05`, `-0.1`, `1.0`, `inf`, `nan`), so that messages
-/// read exactly as torch's.
-pub(crate) fn py_repr(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".to_string();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    // Rust and Python both print the shortest digits that round-trip; only the layout
-    // differs. Python uses scientific notation when the exponent is < -4 or >= 16.
-    let sci = format!("{x:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if x == 0.0 || (-4..16).contains(&exponent) {
-        let plain = format!("{x}");
-        if plain.contains('.') {
-            plain
-        } else {
-            format!("{plain}.0")
-        }
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    }
 }
 
 fn invalid(optimizer: &'static str, message: String) -> Error {

@@ -7,13 +7,12 @@ mod isa;
 mod matvec;
 mod narrow;
 mod packed_gemm;
-mod tanh;
+pub(crate) mod tanh;
 
 pub(crate) use activation::{Activation, Relu, Tanh};
 pub(crate) use gemm::gemm;
 pub(crate) use matvec::gemv_rows;
 pub(crate) use narrow::narrow_scan;
-pub(crate) use tanh::{tanh_f32_with, tanh_slice_f32};
 
 use crate::element::Float;
 

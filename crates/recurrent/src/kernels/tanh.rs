@@ -14,7 +14,16 @@
 //! tests), far inside torch.testing.assert_close's float32 tolerance (atol 1e-5,
 //! rtol 1.3e-6).
 
-use super::madd;
+/// `a * b + c` in f32, fused in the versions compiled with FMA (this file's own copy of
+/// `kernels::madd`, so that `element.rs` can use the tanh without a circle of imports).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
 
 /// `tanh(x)` in f32 without branches or libm calls (the portable version, two
 /// operations for each multiply-add).
@@ -28,7 +37,7 @@ fn tanh_f32(x: f32) -> f32 {
 /// same terms in a shorter dependency chain, which is what a recurrence waits on.
 #[inline(always)]
 pub(crate) fn tanh_f32_with<const FMA: bool>(x: f32) -> f32 {
-    let fma = madd::<f32, FMA>;
+    let fma = madd::<FMA>;
     let a = x.abs().min(9.0);
 
     // Small |x|: x + x^3 * (c3 + c5 x^2 + c7 x^4 + c9 x^6 + c11 x^8).
