@@ -190,7 +190,7 @@ impl<T: Float> Rnn<T> {
         h0: Option<ArrayViewD<'_, T>>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(self.layers.config(), input, h0)?;
-        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared)? {
+        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared) {
             return Ok((output, h_n));
         }
         let (output, h_n) = crate::forward::forward(&self.layers, &prepared, Dropout::Off);
@@ -211,7 +211,7 @@ impl<T: Float> Rnn<T> {
         rng: &mut R,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(self.layers.config(), input, h0)?;
-        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared)? {
+        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared) {
             return Ok((output, h_n));
         }
         let (output, h_n) = crate::forward::forward(&self.layers, &prepared, Dropout::Sample(rng));
@@ -232,7 +232,7 @@ impl<T: Float> Rnn<T> {
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
         let prepared = prepare(self.layers.config(), input, h0)?;
         masks.check(self.config(), prepared.seq_len(), prepared.batch())?;
-        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared)? {
+        if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared) {
             return Ok((output, h_n));
         }
         let (output, h_n) =
@@ -448,7 +448,7 @@ fn run_gated<T: Float>(
     if let Dropout::Masks(masks) = &dropout {
         crate::dropout::DropoutMasks::from_masks(layers.config(), seq_len, batch, masks.to_vec())?;
     }
-    if let Some(empty) = preflight(layers.config(), &prepared)? {
+    if let Some(empty) = preflight(layers.config(), &prepared) {
         return Ok(empty);
     }
     let lengths = lengths.map_or_else(|| vec![seq_len; batch], <[usize]>::to_vec);
@@ -465,14 +465,14 @@ fn run_gated<T: Float>(
 /// `(output, h_n, c_n)` of a forward pass.
 pub(crate) type Outputs<T> = (ArrayD<T>, ArrayD<T>, ArrayD<T>);
 
-/// What every forward entry point checks once its inputs are valid: that the pass fits
-/// in memory ([`Error::OutOfMemory`] otherwise), and whether there is anything to
-/// compute. An empty batch (`N = 0`) returns its empty results at once, in the caller's
+/// What every forward entry point checks once its inputs are valid (and `prepare` has
+/// checked that the pass fits in memory): whether there is anything to compute. An
+/// empty batch (`N = 0`) returns its empty results at once, in the caller's
 /// form, whatever `L` is: no step loop runs over data that is not there.
 pub(crate) fn preflight<T: Float>(
     config: &RnnConfig,
     prepared: &crate::shape::Prepared<'_, T>,
-) -> Result<Option<Outputs<T>>> {
+) -> Option<Outputs<T>> {
     let (seq_len, batch) = (prepared.seq_len(), prepared.batch());
     let states = config.num_directions() * config.num_layers;
     let width = config.num_directions() * config.output_hidden_size();
@@ -482,16 +482,13 @@ pub(crate) fn preflight<T: Float>(
         } else {
             ArrayD::zeros(vec![seq_len, 0, width])
         };
-        return Ok(Some((
+        return Some((
             output,
             ArrayD::zeros(vec![states, 0, config.output_hidden_size()]),
             ArrayD::zeros(vec![states, 0, config.hidden_size]),
-        )));
+        ));
     }
-    crate::memory::forward_budget(config, seq_len, batch, std::mem::size_of::<T>()).check(
-        || format!("the forward pass of {config} over {seq_len} steps of {batch} sequences"),
-    )?;
-    Ok(None)
+    None
 }
 
 /// Removes the batch axis again for unbatched input.

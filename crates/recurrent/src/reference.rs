@@ -44,7 +44,7 @@ pub fn forward<T: Float>(
     let config = rnn.config();
     let prepared = prepare(config, input, h0)?;
     // An empty batch has nothing to loop over, whatever its length.
-    if let Some((output, h_n, _)) = crate::module::preflight(config, &prepared)? {
+    if let Some((output, h_n, _)) = crate::module::preflight(config, &prepared) {
         return Ok(crate::module::finish(output, h_n, prepared.unbatched));
     }
     let hidden = config.hidden_size;
@@ -168,7 +168,7 @@ pub fn forward_layers<T: Float>(
         }
         None => vec![seq_len; batch],
     };
-    if let Some((output, h_n, c_n)) = crate::module::preflight(config, &prepared)? {
+    if let Some((output, h_n, c_n)) = crate::module::preflight(config, &prepared) {
         let (output, h_n) = crate::module::finish(output, h_n, prepared.unbatched);
         return Ok((output, h_n, (config.kind == Kind::Lstm).then_some(c_n)));
     }
