@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load the weights `cargo run --release --example train_sine` wrote into the PyTorch module
+"""Load the weights `cargo run --release --example train_sine --features examples` wrote into the PyTorch module
 it describes, and check that torch predicts what recurrent predicted on the held-out batch.
 
     .venv/bin/python scripts/check_train_sine.py [train_sine.safetensors]

@@ -13,7 +13,7 @@ use crate::params::Packed;
 /// `y = x · Wᵀ + beta · y`, with `wt` the packed transpose `Wᵀ` (K, ≥H) of a weight `W`
 /// (H, K) as torch stores it.
 ///
-/// The backend is chosen by shape, from `cargo bench -p recurrent --bench kernels` (see
+/// The backend is chosen by shape, from `cargo bench -p recurrent-bench --bench kernels` (see
 /// the README): the packed-weight kernels (no per-call packing) win on every per-step
 /// product and on projections with weights up to a few hundred KiB; `matrixmultiply`
 /// wins on large projections (many rows against a weight of 2 MiB and more), where its

@@ -1,7 +1,7 @@
 //! Parity with torch.nn.RNN on PyTorch-generated fixtures: every constructor option and
 //! input form, float32 and float64, through both the reference loop and the fast path.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -20,7 +20,7 @@
 //! | `Input batch size a doesn't match hiddenI batch size b`        | `CellBatchSize`      |
 //! | `hiddenI has inconsistent hidden_size: got a, expected b`      | `CellHiddenSize`     |
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

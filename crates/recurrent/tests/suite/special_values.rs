@@ -10,7 +10,7 @@
 //! where the expected one has them, and its finite values within assert_close's default
 //! tolerances of the expected ones.
 
-mod common;
+use crate::common;
 
 use common::{default_tolerances, fixtures, random_array};
 use ndarray::{Array2, ArrayD, Axis, Ix2, Ix3};

@@ -3,7 +3,7 @@
 //! wait, with the same numbers. (A separate test process from threads.rs, which makes
 //! the wait long so that its splits always run.)
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,6 +38,7 @@ fn with_one_worker_busy<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 #[test]
 fn rnn_split_recurrence_does_without_a_busy_pool() {
+    let _serial = crate::serial();
     // N = 1, H = 512 over 70 steps: the recurrence would be split by columns.
     let rnn = Rnn::<f32>::seeded(RnnConfig::new(8, 512), 3).unwrap();
     let x = random_array::<f32>(&[70, 1, 8], 7, 0.8);
@@ -48,6 +49,7 @@ fn rnn_split_recurrence_does_without_a_busy_pool() {
 
 #[test]
 fn gated_lockstep_does_without_a_busy_pool() {
+    let _serial = crate::serial();
     // An LSTM of 160 units in two parts, N = 2 over 30 steps: the lockstep would run.
     let config = RnnConfig::lstm(8, 160);
     let layers = recurrent::params::Layers::<f32>::seeded(config, 3).unwrap();

@@ -10,7 +10,7 @@
 //! - ambiguous.safetensors: two RNNs, under `a.rnn.` (3 -> 4) and `b.rnn.` (5 -> 6, 2
 //!   layers).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! case, float32 and float64, at torch.testing.assert_close's default tolerances; the
 //! final optimizer state too; and torch's hyper-parameter checks, message for message.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

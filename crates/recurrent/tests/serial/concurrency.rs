@@ -5,7 +5,7 @@
 //! runs alone depending on what else the pool is doing). A watchdog fails the test
 //! rather than let a deadlock hang it.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -154,6 +154,7 @@ fn with_watchdog<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R
 
 #[test]
 fn shared_layers_give_the_same_bits_under_contention() {
+    let _serial = crate::serial();
     let (plain, pooled) = with_watchdog(|| {
         let work = Work::new();
         // Plain threads: the calls run on the global pool. The expected values come

@@ -16,7 +16,7 @@
 //! | `Expected sequence length to be larger than 0` (forward)   | `EmptySequence`                             |
 //! | input/h0 dtype differs from the weights' (forward)         | impossible: `Rnn<T>` takes `ArrayView<T>` only, so it is a compile error. The runtime place where a dtype can disagree is reading a file: `io::npy::read::<T>` on a `.npy` of the other float type -> `DtypeMismatch` |
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

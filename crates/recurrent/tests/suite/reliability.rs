@@ -3,7 +3,7 @@
 //! sizes that cannot be allocated are errors; optimizers validate before they mutate;
 //! what torch or the format refuses is refused.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 //! pad_packed_sequence), on PyTorch fixtures: the fast path and the reference loop, both
 //! dtypes, at torch.testing.assert_close's default tolerances.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

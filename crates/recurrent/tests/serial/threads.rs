@@ -2,7 +2,7 @@
 //! columns) give the reference loop's numbers, with 1 and 2 threads, on sizes large
 //! enough to take them.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, random_array};
 use ndarray::ArrayD;
@@ -54,6 +54,7 @@ fn check<T: Float>(config: RnnConfig, shape: &[usize], with_h0: bool) {
 
 #[test]
 fn row_split_products() {
+    let _serial = crate::serial();
     // 320 rows x 37 x 129 >= 2^20: the projections split by rows (with a leftover that
     // is not a tile multiple); N = 40 splits the recurrence by batch.
     for nl in [Nonlinearity::Tanh, Nonlinearity::Relu] {
@@ -65,6 +66,7 @@ fn row_split_products() {
 
 #[test]
 fn column_split_products_for_batch_one() {
+    let _serial = crate::serial();
     // N = 1 and a 1037-wide weight (>= 2^20 multiply-adds a step): split by columns,
     // with an odd edge.
     let config = RnnConfig::new(33, 1037);
@@ -74,6 +76,7 @@ fn column_split_products_for_batch_one() {
 
 #[test]
 fn narrow_layers_split_by_batch() {
+    let _serial = crate::serial();
     // H < 16 runs the fused narrow kernel; N = 37 with enough work splits the batch
     // unevenly between two threads.
     let config = RnnConfig::new(15, 15).num_layers(2);
@@ -90,6 +93,7 @@ fn narrow_layers_split_by_batch() {
 
 #[test]
 fn bidirectional_layers_in_parallel() {
+    let _serial = crate::serial();
     let config = RnnConfig::new(5, 17).num_layers(3).bidirectional(true);
     check::<f32>(config.clone(), &[6, 4, 5], true);
     check::<f64>(
@@ -101,6 +105,7 @@ fn bidirectional_layers_in_parallel() {
 
 #[test]
 fn long_batch_one_recurrence_split_across_two_threads() {
+    let _serial = crate::serial();
     wait_for_helpers();
     // N * H * H * L >= 2^24 with N < 16 and H >= 256: the recurrence runs on two threads
     // meeting at a per-step barrier.
@@ -174,6 +179,7 @@ fn gated_case<T: recurrent::Float>(kind: &str, config: RnnConfig, shape: [usize;
 
 #[test]
 fn lstm_and_gru_threaded_paths_with_lengths_match_the_reference() {
+    let _serial = crate::serial();
     // N = 40 >= 16 with enough work: each thread recurs over half of the batch.
     gated_case::<f32>(
         "lstm",
@@ -185,6 +191,7 @@ fn lstm_and_gru_threaded_paths_with_lengths_match_the_reference() {
 
 #[test]
 fn gated_units_in_two_parts_on_one_and_two_threads() {
+    let _serial = crate::serial();
     wait_for_helpers();
     // Parts of 64 + 66 units, sequential (bidirectional: one thread per direction).
     gated_case::<f32>(
@@ -210,6 +217,7 @@ fn gated_units_in_two_parts_on_one_and_two_threads() {
 
 #[test]
 fn states_in_any_memory_layout() {
+    let _serial = crate::serial();
     use ndarray::{s, ShapeBuilder};
     use recurrent::{Gru, Lstm};
     // Fortran-order and reversed states give the numbers of row-major ones.
@@ -324,6 +332,7 @@ fn gradients_on<T: Float>(
 
 #[test]
 fn backward_splits_the_batch_between_two_threads() {
+    let _serial = crate::serial();
     // N = 20 >= 16: with two threads the backward's forward and step loops each run
     // half of the batch on each thread. N = 3: the two directions of a bidirectional
     // layer run one per thread. (The one-thread path is the one the torch fixtures

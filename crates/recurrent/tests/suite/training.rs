@@ -5,7 +5,7 @@
 //! claimed distribution (a false alarm about once in 500 million runs); every random
 //! stream is seeded, so a run is reproducible anyway.
 
-mod common;
+use crate::common;
 
 use common::{assert_close_tol, random_array};
 use ndarray::{s, Array1, Array2, ArrayD, Axis};

@@ -2,7 +2,7 @@
 //! LSTM (with and without proj_size) and GRU case, with and without variable lengths,
 //! float64 at rtol 1e-7 / atol 1e-7 and float32 at rtol 1e-4 / atol 1e-5.
 
-mod common;
+use crate::common;
 
 use common::{assert_close_tol, fixtures};
 use ndarray::ArrayD;

@@ -4,7 +4,7 @@
 //! input. (Agreement with torch and the reference loop is checked elsewhere; here every
 //! comparison is bit for bit.)
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -95,6 +95,7 @@ fn same_alone_and_together<T: Float>(
 
 #[test]
 fn split_recurrences_alone_give_the_bits_of_two_threads() {
+    let _serial = crate::serial();
     // One test (not several) because the helper wait is process-wide.
     let mut failures = Vec::new();
 
@@ -176,6 +177,7 @@ fn strided<T: Float>(big: &Array3<T>) -> ArrayViewD<'_, T> {
 
 #[test]
 fn any_memory_layout_of_the_state_gives_the_same_bits() {
+    let _serial = crate::serial();
     // Narrow (H < 16), wide, split by columns (N < 16, H >= 256), split by batch
     // (N >= 16), and bidirectional.
     let cases = [
@@ -252,6 +254,7 @@ fn any_memory_layout_of_the_state_gives_the_same_bits() {
 
 #[test]
 fn a_stream_step_reads_any_layout_of_its_input_alike() {
+    let _serial = crate::serial();
     // RnnStream::step takes the caller's (N, H_in) view as it is.
     let rnn = Rnn::<f32>::seeded(RnnConfig::new(24, 40).num_layers(2), 8).unwrap();
     let xs = random_array::<f32>(&[5, 3, 24], 9, 0.8);

@@ -15,7 +15,7 @@
 //! | a length > L: accepted, fails later in pad or a layer        | `LengthExceedsInput`, at pack time |
 //! | `Expected total_length to be at least ...` (pad)             | `TotalLength`                |
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! Dropout masks: their statistics, the forward that uses them, and the backward through
 //! them (finite differences with the masks held fixed).
 
-mod common;
+use crate::common;
 
 use common::{assert_close, random_array};
 use ndarray::{Array3, ArrayD};

@@ -3,7 +3,7 @@
 //! the same expected/got shapes where torch gives them. (The pack/pad cases are covered
 //! by tests/packed.rs, the cell cases by tests/cells.rs.)
 
-mod common;
+use crate::common;
 
 use common::fixtures;
 use ndarray::{ArrayD, IxDyn};

@@ -1,7 +1,7 @@
 //! Property tests: the fast LSTM and GRU paths (and variable lengths for every kind)
 //! equal the reference loops on random configurations, float32 and float64.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, random_array};
 use proptest::prelude::*;

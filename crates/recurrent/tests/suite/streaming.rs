@@ -1,7 +1,7 @@
 //! Long sequences and streaming: the chunked multi-layer path and `Rnn::stream` give the
 //! numbers of one plain call and of the reference loop.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, random_array};
 use ndarray::{s, Axis};

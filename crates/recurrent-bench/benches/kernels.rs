@@ -3,7 +3,7 @@
 //! packed-weight kernel (`kernels/packed_gemm.rs` + `kernels/matvec.rs`), which reads
 //! `Wᵀ` laid out once instead of packing `W` on every call.
 //!
-//! `cargo bench -p recurrent --bench kernels`. Results and the choice are in the README.
+//! `cargo bench -p recurrent-bench --bench kernels`. Results and the choice are in the README.
 
 use std::hint::black_box;
 

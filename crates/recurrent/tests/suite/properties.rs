@@ -3,7 +3,7 @@
 //! permutation, unbatched is N=1, batch rows are independent, h_0 is only read, the
 //! memory layout of the arguments does not matter).
 
-mod common;
+use crate::common;
 
 use common::{assert_close, assert_close_tol, random_array};
 use ndarray::{s, ArrayD, Axis};

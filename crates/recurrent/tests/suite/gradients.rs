@@ -1,7 +1,7 @@
 //! Backward through time for torch.nn.RNN: the analytic gradients against central finite
 //! differences of the same loss in float64, on random configurations (proptest).
 
-mod common;
+use crate::common;
 
 use common::random_array;
 use ndarray::ArrayD;
