@@ -78,18 +78,25 @@ pub fn run(args: RunArgs) -> CliResult {
             ("--cn", args.cn.as_deref()),
         ],
     )?;
-    let (input, dict, prefix, config, lengths) =
-        load_forward(&args.forward, ("--cn", args.cn.is_some()))?;
-    let lengths = lengths.as_deref();
-    match input {
-        NpyArray::F32(x) => run_typed::<f32>(&args, &dict, &prefix, config, x, lengths),
-        NpyArray::F64(x) => run_typed::<f64>(&args, &dict, &prefix, config, x, lengths),
+    let loaded = load_forward(&args.forward, ("--cn", args.cn.is_some()))?;
+    match &loaded.input {
+        NpyArray::F32(x) => run_typed::<f32>(&args, &loaded, x),
+        NpyArray::F64(x) => run_typed::<f64>(&args, &loaded, x),
     }
 }
 
-/// What `run` and `backward` read before computing: the input, the state dict and its
-/// key prefix, the configuration with the flags applied, and the lengths.
-type Loaded = (NpyArray, StateDict, String, RnnConfig, Option<Vec<usize>>);
+/// What `run` and `backward` read before computing.
+struct Loaded {
+    input: NpyArray,
+    dict: StateDict,
+    /// The layer's key prefix in the state dict.
+    prefix: String,
+    /// The configuration with the flags applied.
+    config: RnnConfig,
+    lengths: Option<Vec<usize>>,
+    /// Where `batch_first`, `nonlinearity` and `dropout` came from.
+    sources: Sources,
+}
 
 /// Reads the input and the model and applies the flags; `output_flag` is the command's
 /// own LSTM-only flag (`--cn`, `--grad-cn`) and whether it was given.
@@ -97,7 +104,160 @@ fn load_forward(args: &ForwardArgs, output_flag: (&str, bool)) -> Result<Loaded,
     let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
     let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
     let lengths = apply_flags(&mut config, args, output_flag)?;
-    Ok((input, dict, prefix, config, lengths))
+    let sources = Sources::of(&dict, Some(args));
+    Ok(Loaded {
+        input,
+        dict,
+        prefix,
+        config,
+        lengths,
+        sources,
+    })
+}
+
+/// Where an option's value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// A command-line flag.
+    Flag,
+    /// The state dict's metadata (`recurrent init`, `recurrent::io::safetensors::save`
+    /// and `save_file(..., metadata=...)` record it).
+    Metadata,
+    /// Not recorded anywhere: torch's default.
+    Default,
+}
+
+impl Source {
+    fn describe(self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Metadata => "file metadata",
+            Source::Default => "torch default — not recorded in the file",
+        }
+    }
+}
+
+/// The sources of the options the tensors cannot show.
+struct Sources {
+    batch_first: Source,
+    nonlinearity: Source,
+    dropout: Source,
+}
+
+impl Sources {
+    /// From the file's metadata and, for `run` and `backward`, the flags.
+    fn of(dict: &StateDict, args: Option<&ForwardArgs>) -> Sources {
+        let source = |flag: bool, key: &str| {
+            if flag {
+                Source::Flag
+            } else if dict.records(key) {
+                Source::Metadata
+            } else {
+                Source::Default
+            }
+        };
+        Sources {
+            batch_first: source(
+                args.is_some_and(|a| a.batch_first.is_some()),
+                st::META_BATCH_FIRST,
+            ),
+            nonlinearity: source(
+                args.is_some_and(|a| a.nonlinearity.is_some()),
+                st::META_NONLINEARITY,
+            ),
+            dropout: source(false, st::META_DROPOUT),
+        }
+    }
+
+    /// `(option, value, source)` for each option that applies to the kind.
+    fn listing(&self, config: &RnnConfig) -> Vec<(&'static str, String, Source)> {
+        let mut rows = vec![(
+            "batch_first",
+            config.batch_first.to_string(),
+            self.batch_first,
+        )];
+        if config.kind == Kind::Rnn {
+            rows.push((
+                "nonlinearity",
+                config.nonlinearity.to_string(),
+                self.nonlinearity,
+            ));
+        }
+        rows.push(("dropout", config.dropout.to_string(), self.dropout));
+        rows
+    }
+
+    /// One line: `options: batch_first=true (flag), dropout=0 (file metadata)`.
+    fn line(&self, config: &RnnConfig) -> String {
+        let parts: Vec<String> = self
+            .listing(config)
+            .into_iter()
+            .map(|(name, value, source)| format!("{name}={value} ({})", source.describe()))
+            .collect();
+        format!("options: {}", parts.join(", "))
+    }
+
+    /// The options whose torch default was assumed although they change the result:
+    /// `batch_first` for a batched (3-D) input, `nonlinearity` for an RNN.
+    fn assumed(&self, config: &RnnConfig, input_ndim: usize) -> Vec<(&'static str, String)> {
+        let mut assumed = Vec::new();
+        if self.batch_first == Source::Default && input_ndim == 3 {
+            assumed.push(("batch_first", config.batch_first.to_string()));
+        }
+        if self.nonlinearity == Source::Default && config.kind == Kind::Rnn {
+            assumed.push(("nonlinearity", config.nonlinearity.to_string()));
+        }
+        assumed
+    }
+
+    /// The warning `run` and `backward` print when [`Sources::assumed`] is not empty.
+    fn warning(&self, model: &Path, config: &RnnConfig, input_ndim: usize) -> Option<String> {
+        let assumed = self.assumed(config, input_ndim);
+        if assumed.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = assumed.iter().map(|(n, _)| *n).collect();
+        let values: Vec<String> = assumed.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let flags: Vec<&str> = names
+            .iter()
+            .map(|n| match *n {
+                "batch_first" => "--batch-first",
+                _ => "--nonlinearity relu",
+            })
+            .collect();
+        let meta: Vec<&str> = names
+            .iter()
+            .map(|n| match *n {
+                "batch_first" => "\"batch_first\": \"true\"",
+                _ => "\"nonlinearity\": \"relu\"",
+            })
+            .collect();
+        Some(format!(
+            "warning: {} does not record {}; using torch's default{} {}. If the model was built otherwise, pass {} (or save it with save_file(sd, path, metadata={{{}}}))",
+            model.display(),
+            names.join(" or "),
+            if names.len() > 1 { "s" } else { "" },
+            values.join(", "),
+            flags.join(" / "),
+            meta.join(", ")
+        ))
+    }
+
+    /// A short note for an error line, when a default was assumed.
+    fn note(&self, model: &Path, config: &RnnConfig, input_ndim: usize) -> String {
+        let assumed = self.assumed(config, input_ndim);
+        if assumed.is_empty() {
+            return String::new();
+        }
+        let names: Vec<&str> = assumed.iter().map(|(n, _)| *n).collect();
+        let values: Vec<String> = assumed.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        format!(
+            " (assumed torch's default {}: {} does not record {})",
+            values.join(", "),
+            model.display(),
+            names.join(" or ")
+        )
+    }
 }
 
 /// Applies `--batch-first` and `--nonlinearity` to the inferred configuration, refuses
@@ -187,15 +347,12 @@ fn forward_error(e: &Error, args: &ForwardArgs, description: &str) -> String {
 }
 
 /// Computes in the input's dtype `T` (the model's tensors are converted to it).
-fn run_typed<T: Float>(
-    args: &RunArgs,
-    dict: &StateDict,
-    prefix: &str,
-    config: RnnConfig,
-    input: ArrayD<T>,
-    lengths: Option<&[usize]>,
-) -> CliResult {
-    let model_err = |e: Error| format!("{}: {e}", args.forward.model.display());
+fn run_typed<T: Float>(args: &RunArgs, loaded: &Loaded, input: &ArrayD<T>) -> CliResult {
+    let (dict, prefix, config) = (&loaded.dict, loaded.prefix.as_str(), loaded.config.clone());
+    let lengths = loaded.lengths.as_deref();
+    let model = args.forward.model.as_path();
+    let note = loaded.sources.note(model, &config, input.ndim());
+    let model_err = |e: Error| format!("{}: {e}", model.display());
     let h0 = read_state::<T>(&args.forward.h0, "h0")?;
     let c0 = read_state::<T>(&args.forward.c0, "c0")?;
     let (x, h, c) = (
@@ -231,7 +388,8 @@ fn run_typed<T: Float>(
             .map(|(o, h)| (o, h, None))
         }
     };
-    let (output, h_n, c_n) = result.map_err(|e| forward_error(&e, &args.forward, &description))?;
+    let (output, h_n, c_n) =
+        result.map_err(|e| forward_error(&e, &args.forward, &description) + &note)?;
     // Write everything, or nothing (see recurrent::io::OutputSet).
     let mut set = OutputSet::new();
     let outputs: [(Option<&std::path::PathBuf>, Option<&ArrayD<T>>); 3] = [
@@ -246,6 +404,7 @@ fn run_typed<T: Float>(
     }
     let to_stderr = set.writes_stdout();
     set.commit().map_err(|e| e.to_string())?;
+    warn(loaded.sources.warning(model, &loaded.config, input.ndim()));
     summary(
         &format!(
             "{description}: output {:?}{}{}",
@@ -261,7 +420,16 @@ fn run_typed<T: Float>(
         ),
         to_stderr,
     );
+    summary(&loaded.sources.line(&loaded.config), to_stderr);
     Ok(())
+}
+
+/// Prints a warning line on stderr.
+fn warn(warning: Option<String>) {
+    use std::io::Write;
+    if let Some(line) = warning {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
 }
 
 /// Whether an output path names standard output (`-` or `/dev/stdout`).
@@ -316,6 +484,18 @@ pub fn inspect(args: InspectArgs) -> CliResult {
             String::new()
         }
     );
+    let sources = Sources::of(&dict, None);
+    out!("options the tensors cannot show:");
+    let rows = sources.listing(config);
+    let width = rows
+        .iter()
+        .map(|(n, v, _)| n.len() + v.len() + 1)
+        .max()
+        .unwrap_or(0);
+    for (name, value, source) in rows {
+        let setting = format!("{name}={value}");
+        out!("  {setting:<width$}  ({})", source.describe());
+    }
     let others = dict.names().len() - rnn.parameter_names().len();
     if others > 0 {
         out!("other tensors in the file (ignored): {others}");
@@ -425,24 +605,19 @@ pub fn backward(args: BackwardArgs) -> CliResult {
         ("--grad-cn", args.grad_cn.as_deref()),
     ]);
     check_outputs(&inputs, &[("--output", Some(args.output.as_path()))])?;
-    let (input, dict, prefix, config, lengths) =
-        load_forward(&args.forward, ("--grad-cn", args.grad_cn.is_some()))?;
-    let lengths = lengths.as_deref();
-    match input {
-        NpyArray::F32(x) => backward_typed::<f32>(&args, &dict, &prefix, config, x, lengths),
-        NpyArray::F64(x) => backward_typed::<f64>(&args, &dict, &prefix, config, x, lengths),
+    let loaded = load_forward(&args.forward, ("--grad-cn", args.grad_cn.is_some()))?;
+    match &loaded.input {
+        NpyArray::F32(x) => backward_typed::<f32>(&args, &loaded, x),
+        NpyArray::F64(x) => backward_typed::<f64>(&args, &loaded, x),
     }
 }
 
-fn backward_typed<T: Float>(
-    args: &BackwardArgs,
-    dict: &StateDict,
-    prefix: &str,
-    config: RnnConfig,
-    input: ArrayD<T>,
-    lengths: Option<&[usize]>,
-) -> CliResult {
-    let model_err = |e: Error| format!("{}: {e}", args.forward.model.display());
+fn backward_typed<T: Float>(args: &BackwardArgs, loaded: &Loaded, input: &ArrayD<T>) -> CliResult {
+    let (dict, prefix, config) = (&loaded.dict, loaded.prefix.as_str(), loaded.config.clone());
+    let lengths = loaded.lengths.as_deref();
+    let model = args.forward.model.as_path();
+    let note = loaded.sources.note(model, &config, input.ndim());
+    let model_err = |e: Error| format!("{}: {e}", model.display());
     let h0 = read_state::<T>(&args.forward.h0, "h0")?;
     let c0 = read_state::<T>(&args.forward.c0, "c0")?;
     let go = read_state::<T>(&Some(args.grad_output.clone()), "grad-output")?;
@@ -495,7 +670,7 @@ fn backward_typed<T: Float>(
             what: "grad_h_n", ..
         } => format!("{}: {e}", path_of(&args.grad_hn)),
         Error::GradientShape { .. } => format!("{}: {e}", path_of(&args.grad_cn)),
-        _ => forward_error(&e, &args.forward, &description),
+        _ => forward_error(&e, &args.forward, &description) + &note,
     })?;
     let mut tensors: Vec<(String, ndarray::ArrayViewD<'_, T>)> = grads
         .parameters
@@ -514,6 +689,7 @@ fn backward_typed<T: Float>(
         "sum(output * grad_output) + sum(h_n * grad_h_n) [+ sum(c_n * grad_c_n)]".to_string(),
     );
     st::save_tensors(&args.output, &tensors, meta).map_err(|e| e.to_string())?;
+    warn(loaded.sources.warning(model, &loaded.config, input.ndim()));
     summary(
         &format!(
             "{description}: gradients of {} parameters, input {:?}, h0 {:?}{} -> {}",

@@ -1,4 +1,5 @@
-//! `recurrent`: run, inspect and create torch.nn.RNN models from the command line.
+//! `recurrent`: run, differentiate, inspect, create and time torch.nn.RNN, LSTM and GRU
+//! models from the command line.
 //!
 //! A thin shell over the `recurrent` library. Every failure prints one line on stderr,
 //! naming the file or argument and what was expected, and exits non-zero; outputs are
@@ -21,7 +22,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "recurrent",
     version,
-    about = "torch.nn.RNN, exactly, in Rust: run, inspect and create models saved as safetensors"
+    about = "PyTorch's recurrent layers (torch.nn.RNN, LSTM, GRU) computed exactly, without torch: run, backward, inspect, init and bench models saved as safetensors state dicts",
+    after_help = "The kind (RNN, LSTM or GRU) comes from the model's tensors. Examples:\n  \
+        recurrent init --mode lstm --input-size 10 --hidden-size 20 --batch-first --output m.safetensors\n  \
+        recurrent inspect m.safetensors\n  \
+        recurrent run --model m.safetensors --input x.npy --output y.npy --hn hn.npy --cn cn.npy"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,16 +38,17 @@ enum Command {
     /// Run a model (RNN, LSTM or GRU, told apart by its tensors) on a .npy input; write
     /// the output (and h_n, c_n) as .npy.
     Run(RunArgs),
-    /// Show a model's inferred configuration and parameters, as named_parameters() lists them.
+    /// Gradients of sum(output*GO) + sum(h_n*GHN) [+ sum(c_n*GCN)] for every parameter,
+    /// the input and h0 (c0), written as safetensors with torch's names (eval mode).
+    Backward(BackwardArgs),
+    /// Show a model's kind and configuration (saying where each option the tensors cannot
+    /// show came from) and its parameters, as named_parameters() lists them.
     Inspect(InspectArgs),
     /// Create a model (RNN, LSTM or GRU) with torch's default initialisation and save it
     /// as safetensors.
     Init(InitArgs),
     /// Time the forward call in-process and print one JSON line.
     Bench(BenchArgs),
-    /// Gradients of sum(output*GO) + sum(h_n*GHN) [+ sum(c_n*GCN)] for every parameter,
-    /// the input and h0 (c0), written as safetensors with torch's names (eval mode).
-    Backward(BackwardArgs),
 }
 
 /// What `run` and `backward` both read: the model, the forward's input and initial
@@ -67,10 +73,12 @@ struct ForwardArgs {
     #[arg(long, value_name = "LENGTHS.npy")]
     lengths: Option<std::path::PathBuf>,
     /// Input and output are (N, L, F). Overrides the file's metadata; `--batch-first=false`
-    /// turns it off.
+    /// turns it off. A state dict saved by torch does not record batch_first: without
+    /// this flag or the metadata, torch's default (false) is used, with a warning.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     batch_first: Option<bool>,
-    /// The activation. Overrides the file's metadata (default tanh).
+    /// RNN only: the activation. Overrides the file's metadata; without either, torch's
+    /// default (tanh) is used, with a warning.
     #[arg(long, value_enum)]
     nonlinearity: Option<NonlinearityArg>,
     /// Key prefix of the layer's tensors, e.g. `encoder.rnn.`; detected when unambiguous.
@@ -116,10 +124,10 @@ struct RunArgs {
 /// `recurrent inspect`.
 #[derive(Args, Debug)]
 struct InspectArgs {
-    /// The state_dict (safetensors).
+    /// The state_dict of an RNN, LSTM or GRU (safetensors).
     #[arg(value_name = "M.safetensors")]
     model: std::path::PathBuf,
-    /// Key prefix of the RNN's tensors; detected when unambiguous.
+    /// Key prefix of the layer's tensors, e.g. `encoder.rnn.`; detected when unambiguous.
     #[arg(long, value_name = "P")]
     prefix: Option<String>,
     /// Print every parameter's values too.
@@ -255,8 +263,15 @@ fn main() -> ExitCode {
         Err(e) => {
             use clap::error::ErrorKind;
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                use clap::CommandFactory;
+                let names: Vec<String> = Cli::command()
+                    .get_subcommands()
+                    .map(|c| c.get_name().to_string())
+                    .filter(|n| n != "help")
+                    .collect();
                 eprintln!(
-                    "error: missing subcommand: expected one of run, inspect, init, bench (see recurrent --help)"
+                    "error: missing subcommand: expected one of {} (for RNN, LSTM and GRU models; see recurrent --help)",
+                    names.join(", ")
                 );
                 return ExitCode::from(2);
             }

@@ -200,8 +200,7 @@ fn flags_override_metadata() {
         s(&out),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut rnn =
-        recurrent::io::safetensors::load::<f64>(fixture("relu_bf.safetensors"), None).unwrap();
+    let mut rnn = recurrent::Rnn::<f64>::load(fixture("relu_bf.safetensors"), None).unwrap();
     assert!(rnn.config().batch_first);
     rnn.set_batch_first(false);
     rnn.set_nonlinearity(recurrent::Nonlinearity::Tanh);
@@ -248,6 +247,7 @@ fn init_inspect_run_round_trip() {
     // named_parameters() order, torch's shapes.
     let listed: Vec<(&str, &str)> = text
         .lines()
+        .skip_while(|l| !l.starts_with("parameters"))
         .filter(|l| l.starts_with("  "))
         .map(|l| {
             let mut parts = l.split_whitespace();
@@ -1387,4 +1387,238 @@ fn a_full_stdout_after_the_outputs_are_written_is_not_a_failure_and_modes_are_ke
         assert_eq!(mode, 0o600, "a private output became readable by others");
     }
     no_temp_files(d);
+}
+
+fn first_hour(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../recurrent/tests/fixtures/first_hour")
+        .join(name)
+}
+
+/// A torch `LSTM(10, 20, num_layers=2, batch_first=True)` saved with
+/// `save_file(model.state_dict(), path)` records no batch_first: `run` says which
+/// default it used and how to change it (the output has torch's shape either way, so
+/// nothing else would tell), and stays quiet once the flag or the metadata gives it.
+#[test]
+fn a_default_not_recorded_in_the_file_is_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    let model = first_hour("lstm_bf_nometa.safetensors");
+    let input = first_hour("lstm_bf_nometa_input.npy");
+    let want: ArrayD<f32> = read_npy(first_hour("lstm_bf_nometa_output.npy")).unwrap();
+    let base = [
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ];
+
+    let o = run(&base);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one warning line: {stderr}");
+    for needle in [
+        "warning:",
+        "lstm_bf_nometa.safetensors does not record batch_first",
+        "batch_first=false",
+        "--batch-first",
+        "metadata={\"batch_first\": \"true\"}",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("batch_first=false (torch default — not recorded in the file)"),
+        "{stdout}"
+    );
+    let wrong: ArrayD<f32> = read_npy(&out).unwrap();
+    assert_eq!(wrong.shape(), want.shape());
+
+    let mut with_flag = base.to_vec();
+    with_flag.push("--batch-first");
+    let o = run(&with_flag);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("batch_first=true (flag)"));
+    assert_close_f32(&read_npy(&out).unwrap(), &want);
+
+    let model = first_hour("lstm_bf_meta.safetensors");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("batch_first=true (file metadata)"));
+    assert_close_f32(&read_npy(&out).unwrap(), &want);
+
+    // backward warns alike.
+    let go = dir.path().join("go.npy");
+    write_npy(&go, &ArrayD::<f32>::ones(IxDyn(want.shape()))).unwrap();
+    let grads = dir.path().join("grads.safetensors");
+    let model = first_hour("lstm_bf_nometa.safetensors");
+    let o = run(&[
+        "backward",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--grad-output",
+        s(&go),
+        "--output",
+        s(&grads),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.starts_with("warning:") && stderr.contains("batch_first"),
+        "{stderr}"
+    );
+}
+
+/// An RNN built with relu and saved by torch: the activation is not recorded either.
+/// Unbatched (2-D) input does not depend on batch_first, so only the activation is named.
+#[test]
+fn an_unrecorded_nonlinearity_is_named_and_a_failure_says_what_was_assumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    let model = first_hour("rnn_relu_nometa.safetensors");
+    let input = first_hour("rnn_relu_nometa_input.npy");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    for needle in [
+        "does not record batch_first or nonlinearity",
+        "nonlinearity=tanh",
+        "--nonlinearity relu",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+    }
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+        "--nonlinearity",
+        "relu",
+        "--batch-first=false",
+    ]);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let want: ArrayD<f32> = read_npy(first_hour("rnn_relu_nometa_output.npy")).unwrap();
+    assert_close_f32(&read_npy(&out).unwrap(), &want);
+
+    // Unbatched input: batch_first does not apply, the activation does.
+    let x: ArrayD<f32> = read_npy(&input).unwrap();
+    let unbatched = dir.path().join("x2.npy");
+    write_npy(&unbatched, &x.index_axis(ndarray::Axis(1), 0).to_owned()).unwrap();
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&unbatched),
+        "--output",
+        s(&out),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("does not record nonlinearity;") && !stderr.contains("batch_first"),
+        "{stderr}"
+    );
+
+    // A failure is one line, and says which default was assumed.
+    let bad = dir.path().join("bad.npy");
+    write_npy(&bad, &ArrayD::<f32>::zeros(IxDyn(&[4, 2, 3]))).unwrap();
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&bad),
+        "--output",
+        s(&out),
+    ]);
+    assert_fails(
+        &o,
+        &[
+            "bad.npy",
+            "assumed torch's default batch_first=false, nonlinearity=tanh",
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn inspect_says_where_each_option_came_from() {
+    let o = run(&["inspect", s(&first_hour("lstm_bf_nometa.safetensors"))]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with("LSTM(10, 20, num_layers=2)"), "{stdout}");
+    assert!(
+        stdout.contains("batch_first=false  (torch default — not recorded in the file)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("nonlinearity="),
+        "not an option of an LSTM: {stdout}"
+    );
+    let o = run(&["inspect", s(&first_hour("lstm_bf_meta.safetensors"))]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("batch_first=true  (file metadata)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("dropout=0         (torch default"),
+        "{stdout}"
+    );
+}
+
+/// The help and the no-subcommand error name every subcommand and every kind.
+#[test]
+fn the_tool_names_all_it_does() {
+    let o = run(&[]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "run", "backward", "inspect", "init", "bench", "RNN", "LSTM", "GRU",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+        assert!(help.contains(needle), "{needle:?} not in: {help}");
+    }
 }

@@ -1,6 +1,6 @@
 //! Train a small LSTM to predict the next value of noisy sine waves, and watch it learn.
 //!
-//! `cargo run --release --example train_sine [-- OUT_DIR]` (OUT_DIR defaults to `.`).
+//! `cargo run --release --example train_sine --features examples [-- OUT_DIR]` (OUT_DIR defaults to `.`).
 //!
 //! The model is what this PyTorch module would be:
 //!

@@ -41,6 +41,7 @@ use crate::kernels::gemm;
 use crate::module::{Gru, Lstm, Rnn};
 use crate::params::{padded, param_names, DirectionParams, Layers, Packed, ParamKind};
 use crate::shape::{check_lengths, prepare_with_cell};
+use crate::state::{IntoHidden, IntoLstmState};
 
 /// Gradients of a scalar loss with respect to everything the forward read.
 #[derive(Debug, Clone)]
@@ -85,13 +86,14 @@ macro_rules! h_state_backward {
             /// assert_eq!(grads.input.shape(), [5, 2, 3]);
             /// # Ok::<(), recurrent::Error>(())
             /// ```
-            pub fn backward(
+            pub fn backward<'s>(
                 &self,
                 input: ArrayViewD<'_, T>,
-                h0: Option<ArrayViewD<'_, T>>,
+                h0: impl IntoHidden<'s, T>,
                 grad_output: ArrayViewD<'_, T>,
                 grad_h_n: Option<ArrayViewD<'_, T>>,
             ) -> Result<Gradients<T>> {
+                let h0 = h0.into_hidden();
                 backward_layers(
                     self.layers(),
                     input,
@@ -107,14 +109,15 @@ macro_rules! h_state_backward {
 
             /// `backward` for the training forward `forward_with_masks`: the same
             /// dropout factors between layers.
-            pub fn backward_with_masks(
+            pub fn backward_with_masks<'s>(
                 &self,
                 input: ArrayViewD<'_, T>,
-                h0: Option<ArrayViewD<'_, T>>,
+                h0: impl IntoHidden<'s, T>,
                 masks: &DropoutMasks<T>,
                 grad_output: ArrayViewD<'_, T>,
                 grad_h_n: Option<ArrayViewD<'_, T>>,
             ) -> Result<Gradients<T>> {
+                let h0 = h0.into_hidden();
                 backward_layers(
                     self.layers(),
                     input,
@@ -129,14 +132,15 @@ macro_rules! h_state_backward {
             }
 
             /// `backward` for the variable-length forward `forward_padded`.
-            pub fn backward_padded(
+            pub fn backward_padded<'s>(
                 &self,
                 input: ArrayViewD<'_, T>,
                 lengths: &[usize],
-                h0: Option<ArrayViewD<'_, T>>,
+                h0: impl IntoHidden<'s, T>,
                 grad_output: ArrayViewD<'_, T>,
                 grad_h_n: Option<ArrayViewD<'_, T>>,
             ) -> Result<Gradients<T>> {
+                let h0 = h0.into_hidden();
                 backward_layers(
                     self.layers(),
                     input,
@@ -164,14 +168,14 @@ impl<T: Float> Lstm<T> {
     /// The gradients of `sum(output * grad_output) + sum(h_n * grad_h_n) + sum(c_n *
     /// grad_c_n)` with respect to every parameter, the input, h_0 and c_0 (in
     /// [`Gradients::c0`]); see [`Rnn::backward`].
-    pub fn backward(
+    pub fn backward<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        state: impl IntoLstmState<'s, T>,
         grad_output: ArrayViewD<'_, T>,
         grad_state: LstmStateGrad<'_, T>,
     ) -> Result<Gradients<T>> {
-        let (h0, c0) = state.unzip();
+        let (h0, c0) = state.into_lstm_state().unzip();
         backward_layers(
             self.layers(),
             input,
@@ -186,15 +190,15 @@ impl<T: Float> Lstm<T> {
     }
 
     /// [`Lstm::backward`] for [`Lstm::forward_with_masks`].
-    pub fn backward_with_masks(
+    pub fn backward_with_masks<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        state: impl IntoLstmState<'s, T>,
         masks: &DropoutMasks<T>,
         grad_output: ArrayViewD<'_, T>,
         grad_state: LstmStateGrad<'_, T>,
     ) -> Result<Gradients<T>> {
-        let (h0, c0) = state.unzip();
+        let (h0, c0) = state.into_lstm_state().unzip();
         backward_layers(
             self.layers(),
             input,
@@ -209,15 +213,15 @@ impl<T: Float> Lstm<T> {
     }
 
     /// [`Lstm::backward`] for [`Lstm::forward_padded`].
-    pub fn backward_padded(
+    pub fn backward_padded<'s>(
         &self,
         input: ArrayViewD<'_, T>,
         lengths: &[usize],
-        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        state: impl IntoLstmState<'s, T>,
         grad_output: ArrayViewD<'_, T>,
         grad_state: LstmStateGrad<'_, T>,
     ) -> Result<Gradients<T>> {
-        let (h0, c0) = state.unzip();
+        let (h0, c0) = state.into_lstm_state().unzip();
         backward_layers(
             self.layers(),
             input,

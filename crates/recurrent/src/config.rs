@@ -76,6 +76,15 @@ impl Kind {
         }
     }
 
+    /// This crate's type for the kind: `"Rnn"`, `"Lstm"`, `"Gru"`.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Kind::Rnn => "Rnn",
+            Kind::Lstm => "Lstm",
+            Kind::Gru => "Gru",
+        }
+    }
+
     /// torch's class name: `"RNN"`, `"LSTM"`, `"GRU"`.
     pub fn name(self) -> &'static str {
         match self {

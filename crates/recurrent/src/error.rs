@@ -14,6 +14,23 @@ pub(crate) fn fmt_shape(shape: &[usize]) -> String {
     }
 }
 
+/// `an RNN`, `an LSTM`, `a GRU`.
+fn with_article(name: &str) -> String {
+    match name {
+        "GRU" => format!("a {name}"),
+        _ => format!("an {name}"),
+    }
+}
+
+/// This crate's type for torch's class name: `Rnn`, `Lstm`, `Gru`.
+fn type_name(name: &str) -> &'static str {
+    match name {
+        "LSTM" => "Lstm",
+        "GRU" => "Gru",
+        _ => "Rnn",
+    }
+}
+
 /// Python's `repr` of a float (`1e-05`, `-0.1`, `1.0`, `inf`, `nan`), so that messages
 /// read exactly as torch's.
 pub(crate) fn py_repr(x: f64) -> String {
@@ -253,6 +270,23 @@ pub enum Error {
         value: String,
         /// What was expected.
         expected: String,
+    },
+
+    /// A file holds another kind of layer than the type asked to load it
+    /// (`Rnn::load` on an LSTM's state dict, ...).
+    #[error(
+        "{}: holds {} ({config}), not {}; load it with {}::load, or with recurrent::load, which returns any kind",
+        path.display(), with_article(found), with_article(wanted), type_name(found)
+    )]
+    WrongKind {
+        /// The file.
+        path: PathBuf,
+        /// torch's class name of the layer the file holds: `RNN`, `LSTM` or `GRU`.
+        found: &'static str,
+        /// torch's class name of the kind asked for.
+        wanted: &'static str,
+        /// The configuration the file holds, as torch prints it.
+        config: String,
     },
 
     /// A file could not be parsed.

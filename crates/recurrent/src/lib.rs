@@ -48,7 +48,7 @@
 //! `safetensors.torch.save_file(model.state_dict(), "model.safetensors")`:
 //!
 //! ```no_run
-//! let rnn = recurrent::io::safetensors::load::<f32>("model.safetensors", Some("encoder.rnn."))?;
+//! let rnn = recurrent::Rnn::<f32>::load("model.safetensors", Some("encoder.rnn."))?;
 //! # Ok::<(), recurrent::Error>(())
 //! ```
 //!
@@ -61,7 +61,7 @@
 //! - [`stream`]: [`RnnStream`], one sequence fed in chunks or one step at a time.
 //! - [`cells`]: the single-step cells; [`packed`]: `PackedSequence` and torch's pack/pad.
 //! - [`backward`], [`dropout`], [`optim`]: gradients, shared dropout masks, optimizers.
-//! - [`reference`]: the plain per-step loops; the readable spec and the test oracle.
+//! - [`reference`](mod@reference): the plain per-step loops; the readable spec and the test oracle.
 //! - `forward` (private): the fast path. Per layer and direction, one GEMM projects all
 //!   time steps (biases folded in) straight into that direction's part of the output;
 //!   each step then adds `h_{t-1} W_hh^T` and applies the activation in place. Layers
@@ -88,6 +88,7 @@ pub mod packed;
 pub mod params;
 pub mod reference;
 mod shape;
+pub mod state;
 pub mod stream;
 
 /// Kernel entry points for `benches/kernels.rs`; not a stable API.
@@ -126,6 +127,11 @@ pub use cells::{GruCell, LstmCell, RnnCell};
 pub use config::{Kind, Nonlinearity, RnnConfig};
 pub use element::{Dtype, Float};
 pub use error::{Error, Result};
-pub use module::{Gru, Lstm, LstmState, Rnn};
+pub use io::load;
+pub use module::{Gru, Layer, Lstm, LstmState, Rnn};
+/// The `ndarray` this crate's types come from (version 0.17): use it, or depend on the
+/// same version, so that arrays passed in and returned are one type.
+pub use ndarray;
 pub use packed::PackedSequence;
+pub use state::{IntoHidden, IntoLstmState};
 pub use stream::RnnStream;

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::forward::Dropout;
 use crate::params::{DirectionParams, Layers};
 use crate::shape::{prepare, prepare_with_cell};
+use crate::state::{IntoHidden, IntoLstmState};
 
 /// The methods every layer type shares: construction with torch's init, loading from
 /// named tensors, and parameter access by torch's names.
@@ -52,6 +53,36 @@ macro_rules! layer_common {
                 Ok($ty {
                     layers: Layers::from_named(config, tensors)?,
                 })
+            }
+
+            #[doc = concat!(
+                "Loads the ", stringify!($ty), " a torch state dict holds, in one call: the ",
+                "file is read, the layer's key prefix found (`prefix: None`) or checked, its ",
+                "configuration inferred from the tensors and the file's metadata (torch's ",
+                "defaults for `batch_first`, `nonlinearity` and `dropout` where the file ",
+                "does not record them), and its tensors converted to `T`.\n\n",
+                "Reads safetensors files written by `safetensors.torch.save_file(model.state_dict(), path)` ",
+                "or by [`crate::io::safetensors::save`]. For a file whose kind is not known in advance, ",
+                "use [`crate::load`].\n\n",
+                "# Errors\n",
+                "[`Error::WrongKind`] naming the right call when the file holds another kind; ",
+                "[`Error::Io`] / [`Error::Format`] for an unreadable file; ",
+                "[`Error::MissingParameter`], [`Error::ParameterShape`] and friends for a state ",
+                "dict that is not a complete layer.",
+            )]
+            pub fn load(path: impl AsRef<std::path::Path>, prefix: Option<&str>) -> Result<Self> {
+                let path = path.as_ref();
+                let layers = crate::io::load_layers::<T>(path, prefix)?;
+                let found = layers.config().kind;
+                if found != $kind {
+                    return Err(Error::WrongKind {
+                        path: path.to_path_buf(),
+                        found: found.name(),
+                        wanted: $kind.name(),
+                        config: layers.config().to_string(),
+                    });
+                }
+                Ok($ty { layers })
             }
 
             /// Wraps loaded parameters; their configuration must be of this kind.
@@ -130,11 +161,7 @@ fn check_kind(config: &RnnConfig, kind: Kind) -> Result<()> {
         Err(Error::Config(format!(
             "this is a {} configuration ({config}); build it with the {} type",
             config.kind.name(),
-            match config.kind {
-                Kind::Rnn => "Rnn",
-                Kind::Lstm => "Lstm",
-                Kind::Gru => "Gru",
-            }
+            config.kind.type_name()
         )))
     }
 }
@@ -184,11 +211,12 @@ impl<T: Float> Rnn<T> {
     ///
     /// Returns `(output, h_n)`: output `(L, N, D * H)` (or the batch-first / unbatched
     /// form), h_n shaped like h_0, indexed `layer * D + direction`.
-    pub fn forward(
+    pub fn forward<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
+        h0: impl IntoHidden<'s, T>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let h0 = h0.into_hidden();
         let prepared = prepare(self.layers.config(), input, h0)?;
         if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared) {
             return Ok((output, h_n));
@@ -204,12 +232,13 @@ impl<T: Float> Rnn<T> {
     /// Runs the layer in training mode: as [`Rnn::forward`], but the output of every layer
     /// but the last goes through dropout with probability `config.dropout`, drawn from
     /// `rng`. (The random stream is not torch's, so the masks differ from torch's.)
-    pub fn forward_train<R: rand::RngCore>(
+    pub fn forward_train<'s, R: rand::RngCore>(
         &self,
         input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
+        h0: impl IntoHidden<'s, T>,
         rng: &mut R,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let h0 = h0.into_hidden();
         let prepared = prepare(self.layers.config(), input, h0)?;
         if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared) {
             return Ok((output, h_n));
@@ -224,12 +253,13 @@ impl<T: Float> Rnn<T> {
 
     /// [`Rnn::forward_train`] with the dropout factors given (see [`crate::dropout`]), so
     /// that [`Rnn::backward_with_masks`] can use the same ones.
-    pub fn forward_with_masks(
+    pub fn forward_with_masks<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
+        h0: impl IntoHidden<'s, T>,
         masks: &crate::dropout::DropoutMasks<T>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let h0 = h0.into_hidden();
         let prepared = prepare(self.layers.config(), input, h0)?;
         masks.check(self.config(), prepared.seq_len(), prepared.batch())?;
         if let Some((output, h_n, _)) = preflight(self.layers.config(), &prepared) {
@@ -252,12 +282,13 @@ impl<T: Float> Rnn<T> {
     /// steps (each in `1..=L`): its outputs past that are zero, its h_n is its last valid
     /// state, and its reverse direction starts at its own last element. `lengths` and
     /// `h0` are in the caller's batch order, as are the results.
-    pub fn forward_padded(
+    pub fn forward_padded<'s>(
         &self,
         input: ArrayViewD<'_, T>,
         lengths: &[usize],
-        h0: Option<ArrayViewD<'_, T>>,
+        h0: impl IntoHidden<'s, T>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let h0 = h0.into_hidden();
         let (output, h_n, _) =
             run_gated(&self.layers, input, h0, None, Some(lengths), Dropout::Off)?;
         Ok((output, h_n))
@@ -299,24 +330,24 @@ impl<T: Float> Lstm<T> {
     ///   zeros. `H_out` is `proj_size` if set, else `hidden_size`.
     ///
     /// Returns `(output, (h_n, c_n))`, output `(L, N, D * H_out)`.
-    pub fn forward(
+    pub fn forward<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        state: impl IntoLstmState<'s, T>,
     ) -> Result<(ArrayD<T>, LstmState<T>)> {
-        let (h0, c0) = state.unzip();
+        let (h0, c0) = state.into_lstm_state().unzip();
         let (output, h_n, c_n) = run_gated(&self.layers, input, h0, c0, None, Dropout::Off)?;
         Ok((output, (h_n, c_n)))
     }
 
     /// [`Lstm::forward`] in training mode: dropout between layers, drawn from `rng`.
-    pub fn forward_train<R: rand::RngCore>(
+    pub fn forward_train<'s, R: rand::RngCore>(
         &self,
         input: ArrayViewD<'_, T>,
-        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        state: impl IntoLstmState<'s, T>,
         rng: &mut R,
     ) -> Result<(ArrayD<T>, LstmState<T>)> {
-        let (h0, c0) = state.unzip();
+        let (h0, c0) = state.into_lstm_state().unzip();
         let (output, h_n, c_n) =
             run_gated(&self.layers, input, h0, c0, None, Dropout::Sample(rng))?;
         Ok((output, (h_n, c_n)))
@@ -324,13 +355,13 @@ impl<T: Float> Lstm<T> {
 
     /// [`Lstm::forward_train`] with the dropout factors given; see
     /// [`Rnn::forward_with_masks`].
-    pub fn forward_with_masks(
+    pub fn forward_with_masks<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        state: impl IntoLstmState<'s, T>,
         masks: &crate::dropout::DropoutMasks<T>,
     ) -> Result<(ArrayD<T>, LstmState<T>)> {
-        let (h0, c0) = state.unzip();
+        let (h0, c0) = state.into_lstm_state().unzip();
         let (output, h_n, c_n) = run_gated(
             &self.layers,
             input,
@@ -343,13 +374,13 @@ impl<T: Float> Lstm<T> {
     }
 
     /// Variable-length batches; see [`Rnn::forward_padded`].
-    pub fn forward_padded(
+    pub fn forward_padded<'s>(
         &self,
         input: ArrayViewD<'_, T>,
         lengths: &[usize],
-        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        state: impl IntoLstmState<'s, T>,
     ) -> Result<(ArrayD<T>, LstmState<T>)> {
-        let (h0, c0) = state.unzip();
+        let (h0, c0) = state.into_lstm_state().unzip();
         let (output, h_n, c_n) =
             run_gated(&self.layers, input, h0, c0, Some(lengths), Dropout::Off)?;
         Ok((output, (h_n, c_n)))
@@ -377,22 +408,24 @@ layer_common!(Gru, Kind::Gru);
 
 impl<T: Float> Gru<T> {
     /// Runs the layer in evaluation mode; same contract as [`Rnn::forward`].
-    pub fn forward(
+    pub fn forward<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
+        h0: impl IntoHidden<'s, T>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let h0 = h0.into_hidden();
         let (output, h_n, _) = run_gated(&self.layers, input, h0, None, None, Dropout::Off)?;
         Ok((output, h_n))
     }
 
     /// [`Gru::forward`] in training mode: dropout between layers, drawn from `rng`.
-    pub fn forward_train<R: rand::RngCore>(
+    pub fn forward_train<'s, R: rand::RngCore>(
         &self,
         input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
+        h0: impl IntoHidden<'s, T>,
         rng: &mut R,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let h0 = h0.into_hidden();
         let (output, h_n, _) =
             run_gated(&self.layers, input, h0, None, None, Dropout::Sample(rng))?;
         Ok((output, h_n))
@@ -400,12 +433,13 @@ impl<T: Float> Gru<T> {
 
     /// [`Gru::forward_train`] with the dropout factors given; see
     /// [`Rnn::forward_with_masks`].
-    pub fn forward_with_masks(
+    pub fn forward_with_masks<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        h0: Option<ArrayViewD<'_, T>>,
+        h0: impl IntoHidden<'s, T>,
         masks: &crate::dropout::DropoutMasks<T>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let h0 = h0.into_hidden();
         let (output, h_n, _) = run_gated(
             &self.layers,
             input,
@@ -418,15 +452,101 @@ impl<T: Float> Gru<T> {
     }
 
     /// Variable-length batches; see [`Rnn::forward_padded`].
-    pub fn forward_padded(
+    pub fn forward_padded<'s>(
         &self,
         input: ArrayViewD<'_, T>,
         lengths: &[usize],
-        h0: Option<ArrayViewD<'_, T>>,
+        h0: impl IntoHidden<'s, T>,
     ) -> Result<(ArrayD<T>, ArrayD<T>)> {
+        let h0 = h0.into_hidden();
         let (output, h_n, _) =
             run_gated(&self.layers, input, h0, None, Some(lengths), Dropout::Off)?;
         Ok((output, h_n))
+    }
+}
+
+/// A layer of any kind: what [`crate::load`] returns for a file whose kind is not known
+/// in advance. Match on it to run it:
+///
+/// ```no_run
+/// use recurrent::Layer;
+/// match recurrent::load::<f32>("model.safetensors", None)? {
+///     Layer::Rnn(rnn) => println!("an RNN: {}", rnn.config()),
+///     Layer::Lstm(lstm) => println!("an LSTM: {}", lstm.config()),
+///     Layer::Gru(gru) => println!("a GRU: {}", gru.config()),
+/// }
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub enum Layer<T> {
+    /// `torch.nn.RNN`.
+    Rnn(Rnn<T>),
+    /// `torch.nn.LSTM`.
+    Lstm(Lstm<T>),
+    /// `torch.nn.GRU`.
+    Gru(Gru<T>),
+}
+
+impl<T: Float> Layer<T> {
+    /// Wraps parameters as the layer type of their configuration's kind.
+    pub fn from_layers(layers: Layers<T>) -> Self {
+        match layers.config().kind {
+            Kind::Rnn => Layer::Rnn(Rnn { layers }),
+            Kind::Lstm => Layer::Lstm(Lstm { layers }),
+            Kind::Gru => Layer::Gru(Gru { layers }),
+        }
+    }
+
+    /// RNN, LSTM or GRU.
+    pub fn kind(&self) -> Kind {
+        self.config().kind
+    }
+
+    /// The constructor options.
+    pub fn config(&self) -> &RnnConfig {
+        self.layers().config()
+    }
+
+    /// All parameters, by (layer, direction) and by name.
+    pub fn layers(&self) -> &Layers<T> {
+        match self {
+            Layer::Rnn(l) => l.layers(),
+            Layer::Lstm(l) => l.layers(),
+            Layer::Gru(l) => l.layers(),
+        }
+    }
+
+    /// `(name, tensor)` in torch's `named_parameters()` order.
+    pub fn named_parameters(&self) -> impl Iterator<Item = (String, ArrayViewD<'_, T>)> + '_ {
+        self.layers().named_parameters()
+    }
+}
+
+impl<T> AsRef<Layers<T>> for Layer<T> {
+    fn as_ref(&self) -> &Layers<T> {
+        match self {
+            Layer::Rnn(l) => l.as_ref(),
+            Layer::Lstm(l) => l.as_ref(),
+            Layer::Gru(l) => l.as_ref(),
+        }
+    }
+}
+
+impl<T> From<Rnn<T>> for Layer<T> {
+    fn from(layer: Rnn<T>) -> Self {
+        Layer::Rnn(layer)
+    }
+}
+
+impl<T> From<Lstm<T>> for Layer<T> {
+    fn from(layer: Lstm<T>) -> Self {
+        Layer::Lstm(layer)
+    }
+}
+
+impl<T> From<Gru<T>> for Layer<T> {
+    fn from(layer: Gru<T>) -> Self {
+        Layer::Gru(layer)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::forward::matmul_acc;
 use crate::module::Rnn;
 use crate::shape::prepare;
+use crate::state::IntoHidden;
 
 /// A sequence fed to a unidirectional [`Rnn`] in pieces; see [`Rnn::stream`].
 #[derive(Debug)]
@@ -61,7 +62,8 @@ impl<T: Float> Rnn<T> {
     /// }
     /// # Ok::<(), recurrent::Error>(())
     /// ```
-    pub fn stream(&self, h0: Option<ArrayViewD<'_, T>>) -> Result<RnnStream<'_, T>> {
+    pub fn stream<'s>(&self, h0: impl IntoHidden<'s, T>) -> Result<RnnStream<'_, T>> {
+        let h0 = h0.into_hidden();
         let config = self.config();
         if config.bidirectional {
             return Err(Error::Config(

@@ -324,7 +324,7 @@ fn known_safetensors_duplicate_key_is_a_format_error() {
             dict.shape("weight_hh_l0")
         ),
     }
-    let loaded = safetensors::load::<f32>(&path, None).map(|r| r.config().to_string());
+    let loaded = recurrent::load::<f32>(&path, None).map(|r| r.config().to_string());
     assert!(loaded.is_err(), "load accepted it: {loaded:?}");
 }
 
@@ -345,6 +345,6 @@ fn known_safetensors_layer_index_past_usize_is_an_error() {
         ),
         Ok(c) => panic!("infer_config ignored '{name}' and inferred {c}"),
     }
-    let loaded = safetensors::load::<f32>(&path, None).map(|r| r.config().to_string());
+    let loaded = recurrent::load::<f32>(&path, None).map(|r| r.config().to_string());
     assert!(loaded.is_err(), "load accepted it: {loaded:?}");
 }

@@ -26,7 +26,55 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::module::Layer;
+use crate::params::Layers;
+
+/// Loads the recurrent layer a torch state dict holds, whatever its kind (RNN, LSTM or
+/// GRU, told apart by the tensors' shapes), as a [`Layer`] to match on. When the kind is
+/// known, `Rnn::load`, `Lstm::load` and `Gru::load` return the layer type directly.
+///
+/// - `path`: a safetensors file, as `safetensors.torch.save_file(model.state_dict(),
+///   path)` or [`safetensors::save`] write it.
+/// - `prefix`: the layer's key prefix (`"encoder.rnn."` for a layer inside a bigger
+///   model), or `None` to find it: the one prefix under which the file holds a
+///   recurrent layer.
+///
+/// The tensors cannot show `batch_first`, `nonlinearity` and `dropout`: they come from
+/// the file's metadata, and are torch's defaults (`false`, `tanh`, `0`) where it does
+/// not record them ([`safetensors::StateDict::records`] tells which).
+///
+/// ```no_run
+/// use recurrent::Layer;
+/// let layer = recurrent::load::<f32>("model.safetensors", None)?;
+/// println!("{}", layer.config()); // e.g. LSTM(10, 20, num_layers=2, batch_first=True)
+/// if let Layer::Lstm(lstm) = layer {
+///     // lstm.forward(...)
+/// }
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Io`] / [`Error::Format`] naming `path` when it cannot be read or is not a
+/// state dict; [`Error::NoRnnFound`] / [`Error::AmbiguousPrefix`] when no prefix holds
+/// a recurrent layer or several do; [`Error::UnsupportedModel`] for tensors of no
+/// recurrent kind; [`Error::MissingParameter`], [`Error::UnexpectedParameter`],
+/// [`Error::ParameterShape`] when the tensors are not a complete layer; a
+/// [`Error::Metadata`] value that is not an option's.
+pub fn load<T: Float>(path: impl AsRef<Path>, prefix: Option<&str>) -> Result<Layer<T>> {
+    load_layers(path.as_ref(), prefix).map(Layer::from_layers)
+}
+
+/// The one loading path of [`load`], `Rnn::load`, `Lstm::load` and `Gru::load`: reads
+/// the state dict, resolves the prefix (detected when `None`), infers the configuration
+/// (torch's defaults for what the metadata does not record) and converts to `T`.
+pub(crate) fn load_layers<T: Float>(path: &Path, prefix: Option<&str>) -> Result<Layers<T>> {
+    let dict = safetensors::StateDict::read(path)?;
+    let prefix = dict.resolve_prefix(prefix)?;
+    let config = dict.infer_config(&prefix)?;
+    dict.load_layers(&prefix, config)
+}
 
 /// How one staged output reaches its target.
 #[derive(Debug)]

@@ -192,6 +192,14 @@ impl StateDict {
         })
     }
 
+    /// Whether the file's metadata records the option `key` ([`META_BATCH_FIRST`],
+    /// [`META_NONLINEARITY`], [`META_DROPOUT`]). A state dict saved by torch records none
+    /// of them (the tensors cannot show them), so [`StateDict::infer_config`] gives
+    /// torch's defaults; one saved by [`save`] records all three.
+    pub fn records(&self, key: &str) -> bool {
+        self.metadata.contains_key(key)
+    }
+
     /// The configuration of the layer under `prefix`: sizes, `num_layers`,
     /// `bidirectional` and `bias` from the tensors; `nonlinearity`, `batch_first` and
     /// `dropout` from the metadata, else torch's defaults. Checks that every parameter the
@@ -532,21 +540,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         "false" | "0" => Some(false),
         _ => None,
     }
-}
-
-/// Loads the recurrent layer of a safetensors state dict in one call: resolves the prefix
-/// (auto-detected when `prefix` is `None`), infers the configuration, converts to `T`.
-///
-/// ```no_run
-/// let rnn = recurrent::io::safetensors::load::<f32>("model.safetensors", None)?;
-/// println!("{}", rnn.config());
-/// # Ok::<(), recurrent::Error>(())
-/// ```
-pub fn load<T: Float>(path: impl AsRef<Path>, prefix: Option<&str>) -> Result<Rnn<T>> {
-    let dict = StateDict::read(path)?;
-    let prefix = dict.resolve_prefix(prefix)?;
-    let config = dict.infer_config(&prefix)?;
-    dict.load_rnn(&prefix, config)
 }
 
 /// Saves `rnn`'s parameters as a state dict torch loads with

@@ -12,6 +12,7 @@ mod dropout;
 mod errors;
 mod errors_family;
 mod gradients;
+mod loading;
 mod optim;
 mod packed;
 mod properties;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_close, assert_same_parameters, cli_fixture, npy};
 use ndarray::ArrayD;
-use recurrent::io::safetensors::{load, save, StateDict};
+use recurrent::io::safetensors::{save, StateDict};
 use recurrent::{Error, Float, Nonlinearity, Rnn, RnnConfig};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 
@@ -32,10 +32,10 @@ fn encoder_config() -> RnnConfig {
 #[test]
 fn encoder_prefix_is_found_and_forward_matches_torch() {
     let path = cli_fixture("encoder.safetensors");
-    let auto = load::<f32>(&path, None).unwrap();
+    let auto = Rnn::<f32>::load(&path, None).unwrap();
     assert_eq!(auto.config(), &encoder_config());
     for prefix in ["encoder.rnn.", "encoder.rnn"] {
-        let explicit = load::<f32>(&path, Some(prefix)).unwrap();
+        let explicit = Rnn::<f32>::load(&path, Some(prefix)).unwrap();
         assert_same_parameters(&explicit, &auto, prefix);
     }
     // Parameters are the file's tensors, unchanged.
@@ -76,8 +76,8 @@ fn encoder_prefix_is_found_and_forward_matches_torch() {
 #[test]
 fn float32_checkpoint_loads_as_float64_exactly() {
     let path = cli_fixture("encoder.safetensors");
-    let r32 = load::<f32>(&path, None).unwrap();
-    let r64 = load::<f64>(&path, None).unwrap();
+    let r32 = Rnn::<f32>::load(&path, None).unwrap();
+    let r64 = Rnn::<f64>::load(&path, None).unwrap();
     assert_eq!(r64.config(), r32.config());
     for ((n32, t32), (n64, t64)) in r32.named_parameters().zip(r64.named_parameters()) {
         assert_eq!(n32, n64);
@@ -104,7 +104,7 @@ fn relu_batch_first_float64_reads_its_metadata() {
         Some("relu")
     );
     assert_eq!(dict.dtype("").unwrap(), recurrent::Dtype::F64);
-    let rnn = load::<f64>(&path, None).unwrap();
+    let rnn = Rnn::<f64>::load(&path, None).unwrap();
     let want = RnnConfig::new(5, 4)
         .nonlinearity(Nonlinearity::Relu)
         .batch_first(true);
@@ -129,7 +129,7 @@ fn relu_batch_first_float64_reads_its_metadata() {
 #[test]
 fn ambiguous_prefix_lists_candidates_and_each_loads() {
     let path = cli_fixture("ambiguous.safetensors");
-    let err = load::<f32>(&path, None).unwrap_err();
+    let err = Rnn::<f32>::load(&path, None).unwrap_err();
     let Error::AmbiguousPrefix { candidates } = &err else {
         panic!("{err:?}")
     };
@@ -147,7 +147,7 @@ fn ambiguous_prefix_lists_candidates_and_each_loads() {
         ("b.rnn.", RnnConfig::new(5, 6).num_layers(2)),
         ("b.rnn", RnnConfig::new(5, 6).num_layers(2)),
     ] {
-        let rnn = load::<f32>(&path, Some(prefix)).unwrap();
+        let rnn = Rnn::<f32>::load(&path, Some(prefix)).unwrap();
         assert_eq!(rnn.config(), &config, "{prefix}");
         let full = if prefix.ends_with('.') {
             prefix.to_string()
@@ -170,7 +170,7 @@ fn wrong_prefix_is_no_rnn_found() {
         ("ambiguous.safetensors", "c.rnn."),
         ("relu_bf.safetensors", "rnn."),
     ] {
-        let err = load::<f32>(cli_fixture(file), Some(prefix)).unwrap_err();
+        let err = Rnn::<f32>::load(cli_fixture(file), Some(prefix)).unwrap_err();
         let Error::NoRnnFound {
             prefix: p, names, ..
         } = &err
@@ -192,7 +192,7 @@ fn wrong_prefix_is_no_rnn_found() {
         &[t32("decoder.weight", &[3, 16]), t32("decoder.bias", &[3])],
         None,
     );
-    let err = load::<f32>(&path, None).unwrap_err();
+    let err = Rnn::<f32>::load(&path, None).unwrap_err();
     let Error::NoRnnFound {
         prefix: None,
         names,
@@ -214,7 +214,7 @@ fn round_trip<T: Float>(config: RnnConfig, seed: u64) {
     let rnn = Rnn::<T>::seeded(config.clone(), seed).unwrap();
     let extra: HashMap<String, String> = [("author".to_string(), "tests".to_string())].into();
     save(&rnn, &path, &extra).unwrap();
-    let back = load::<T>(&path, None).unwrap();
+    let back = Rnn::<T>::load(&path, None).unwrap();
     assert_same_parameters(&back, &rnn, &format!("{config} as {:?}", T::DTYPE));
     let dict = StateDict::read(&path).unwrap();
     assert_eq!(dict.dtype("").unwrap(), T::DTYPE);
@@ -269,7 +269,7 @@ fn saved_float32_loads_as_float64_and_back() {
     let r32 = Rnn::<f32>::seeded(config.clone(), 9).unwrap();
     let p32 = dir.path().join("f32.safetensors");
     save(&r32, &p32, &HashMap::new()).unwrap();
-    let r64 = load::<f64>(&p32, None).unwrap();
+    let r64 = Rnn::<f64>::load(&p32, None).unwrap();
     for ((n, a), (_, b)) in r32.named_parameters().zip(r64.named_parameters()) {
         assert_eq!(a.mapv(f64::from), b, "{n}");
     }
@@ -280,7 +280,11 @@ fn saved_float32_loads_as_float64_and_back() {
         StateDict::read(&p64).unwrap().dtype("").unwrap(),
         recurrent::Dtype::F64
     );
-    assert_same_parameters(&load::<f32>(&p64, None).unwrap(), &r32, "f32 -> f64 -> f32");
+    assert_same_parameters(
+        &Rnn::<f32>::load(&p64, None).unwrap(),
+        &r32,
+        "f32 -> f64 -> f32",
+    );
 }
 
 #[test]
@@ -290,11 +294,11 @@ fn save_replaces_an_existing_file_and_leaves_no_temporaries() {
     std::fs::write(&path, b"an old file that is not safetensors").unwrap();
     let a = Rnn::<f32>::seeded(RnnConfig::new(3, 4).num_layers(2), 1).unwrap();
     save(&a, &path, &HashMap::new()).unwrap();
-    assert_same_parameters(&load::<f32>(&path, None).unwrap(), &a, "first save");
+    assert_same_parameters(&Rnn::<f32>::load(&path, None).unwrap(), &a, "first save");
     // A different (smaller) model over it: the file holds exactly the new one.
     let b = Rnn::<f32>::seeded(RnnConfig::new(2, 2).nonlinearity(Nonlinearity::Relu), 2).unwrap();
     save(&b, &path, &HashMap::new()).unwrap();
-    assert_same_parameters(&load::<f32>(&path, None).unwrap(), &b, "second save");
+    assert_same_parameters(&Rnn::<f32>::load(&path, None).unwrap(), &b, "second save");
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -332,7 +336,10 @@ fn save_metadata_describes_the_layer() {
     ]
     .into();
     save(&rnn, &path, &lying).unwrap();
-    assert_eq!(load::<f64>(&path, None).unwrap().config(), rnn.config());
+    assert_eq!(
+        Rnn::<f64>::load(&path, None).unwrap().config(),
+        rnn.config()
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -409,9 +416,9 @@ fn replaced(tensors: &[Raw], replacement: Raw) -> Vec<Raw> {
 
 fn load_err(dir: &Path, tensors: &[Raw], metadata: Option<HashMap<String, String>>) -> Error {
     let path = write_st(dir, "bad.safetensors", tensors, metadata);
-    let e32 = load::<f32>(&path, None).unwrap_err();
+    let e32 = Rnn::<f32>::load(&path, None).unwrap_err();
     // The element type asked for does not change the verdict.
-    let e64 = load::<f64>(&path, None).unwrap_err();
+    let e64 = Rnn::<f64>::load(&path, None).unwrap_err();
     assert_eq!(e32.to_string(), e64.to_string());
     e32
 }
@@ -425,7 +432,7 @@ fn valid_synthetic_dicts_load() {
         let mut tensors = valid(&config, prefix);
         tensors.push(t32("model.head.weight", &[2, 8]));
         let path = write_st(dir.path(), "ok.safetensors", &tensors, None);
-        let rnn = load::<f32>(&path, None).unwrap();
+        let rnn = Rnn::<f32>::load(&path, None).unwrap();
         assert_same_parameters(
             &rnn,
             &Rnn::<f32>::seeded(config.clone(), 3).unwrap(),
@@ -565,12 +572,17 @@ fn lstm_and_gru_checkpoints_are_recognised_and_other_gate_counts_refused() {
             (config.kind, config.hidden_size, config.input_size),
             (kind, h, i)
         );
-        // The RNN loader refuses another kind, naming it.
-        let err = load::<f32>(&path, None).unwrap_err();
-        let Error::Config(msg) = &err else {
+        // The RNN loader refuses another kind, naming it and the call that loads it.
+        let err = Rnn::<f32>::load(&path, None).unwrap_err();
+        let Error::WrongKind { found, .. } = &err else {
             panic!("{err:?}")
         };
-        assert!(msg.contains(kind.name()), "{msg}");
+        assert_eq!(*found, kind.name());
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{}::load", kind.type_name())),
+            "{msg}"
+        );
     }
 }
 
@@ -630,7 +642,7 @@ fn non_float_parameters_are_unsupported_dtypes() {
     };
     let path = write_st(dir.path(), "mixed.safetensors", &mixed, None);
     assert_same_parameters(
-        &load::<f32>(&path, None).unwrap(),
+        &Rnn::<f32>::load(&path, None).unwrap(),
         &Rnn::<f32>::seeded(config, 3).unwrap(),
         "mixed",
     );
@@ -654,7 +666,7 @@ fn unreadable_files_are_format_or_io_errors() {
     let cut = dir.path().join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
     for path in [&junk, &empty, &cut] {
-        let err = load::<f32>(path, None).unwrap_err();
+        let err = Rnn::<f32>::load(path, None).unwrap_err();
         assert!(
             matches!(&err, Error::Format { path: p, .. } if p == path),
             "{path:?}: {err:?}"
@@ -662,7 +674,7 @@ fn unreadable_files_are_format_or_io_errors() {
         assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
     }
     let missing = dir.path().join("missing.safetensors");
-    let err = load::<f32>(&missing, None).unwrap_err();
+    let err = Rnn::<f32>::load(&missing, None).unwrap_err();
     let Error::Io { path, source } = &err else {
         panic!("{err:?}")
     };
@@ -709,7 +721,7 @@ fn bad_metadata_values_are_metadata_errors() {
     ] {
         let meta: HashMap<String, String> = [(key.to_string(), value.to_string())].into();
         let path = write_st(dir.path(), "meta.safetensors", &tensors, Some(meta));
-        let rnn = load::<f32>(&path, None).unwrap();
+        let rnn = Rnn::<f32>::load(&path, None).unwrap();
         assert!(check(rnn.config()), "{key}={value}: {}", rnn.config());
     }
 }
@@ -728,14 +740,14 @@ fn missing_first_tensor_of_a_layer_is_named_deterministically() {
         None,
     );
     let messages: std::collections::BTreeSet<String> = (0..16)
-        .map(|_| load::<f32>(&path, None).unwrap_err().to_string())
+        .map(|_| Rnn::<f32>::load(&path, None).unwrap_err().to_string())
         .collect();
     assert_eq!(
         messages.len(),
         1,
         "one file, several messages: {messages:#?}"
     );
-    let err = load::<f32>(&path, None).unwrap_err();
+    let err = Rnn::<f32>::load(&path, None).unwrap_err();
     assert!(
         matches!(&err, Error::MissingParameter { name, .. } if name == "weight_ih_l1"),
         "{err}"

@@ -1,0 +1,70 @@
+"""PyTorch fixtures for the README's "From PyTorch in 3 steps": state dicts saved the
+way a torch user saves them, with and without the metadata that records the options
+the tensors cannot show.
+
+Run from the repository root (it needs torch, numpy and safetensors)::
+
+    python3 -m venv .venv && .venv/bin/pip install torch numpy safetensors
+    .venv/bin/python scripts/fixtures_first_hour.py
+
+Deterministic (``torch.manual_seed(0)`` per case) and idempotent: it rewrites
+``crates/recurrent/tests/fixtures/first_hour/`` only.
+
+Cases, each ``<case>.safetensors`` (the state dict, as ``save_file`` writes it) plus
+``<case>_input.npy`` and torch's ``<case>_output.npy``, ``<case>_hn.npy`` (and
+``<case>_cn.npy``):
+
+- ``lstm_bf_nometa``: ``LSTM(10, 20, num_layers=2, batch_first=True)`` saved with
+  ``save_file(model.state_dict(), path)``: nothing records ``batch_first``.
+- ``lstm_bf_meta``: the same model saved with ``metadata={"batch_first": "true"}``.
+- ``rnn_relu_nometa``: ``RNN(6, 8, nonlinearity="relu")`` saved without metadata.
+- ``gru_meta``: ``GRU(5, 7, num_layers=2)`` saved with ``metadata={"batch_first":
+  "false"}`` (unbatched input).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+OUT = Path(__file__).resolve().parent.parent / "crates/recurrent/tests/fixtures/first_hour"
+
+
+def case(name, module, x, metadata):
+    torch.manual_seed(0)
+    module.eval()
+    with torch.no_grad():
+        output, state = module(x)
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, OUT / f"{name}.safetensors", metadata=metadata)
+    np.save(OUT / f"{name}_input.npy", x.numpy())
+    np.save(OUT / f"{name}_output.npy", output.numpy())
+    if isinstance(state, tuple):
+        np.save(OUT / f"{name}_hn.npy", state[0].numpy())
+        np.save(OUT / f"{name}_cn.npy", state[1].numpy())
+    else:
+        np.save(OUT / f"{name}_hn.npy", state.numpy())
+
+
+def main():
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(10, 20, num_layers=2, batch_first=True)
+    x = torch.randn(3, 7, 10)  # (N, L, H_in)
+    case("lstm_bf_nometa", lstm, x, None)
+    case("lstm_bf_meta", lstm, x, {"batch_first": "true"})
+    torch.manual_seed(1)
+    rnn = torch.nn.RNN(6, 8, nonlinearity="relu")
+    case("rnn_relu_nometa", rnn, torch.randn(5, 2, 6), None)
+    torch.manual_seed(2)
+    gru = torch.nn.GRU(5, 7, num_layers=2)
+    case("gru_meta", gru, torch.randn(4, 5), {"batch_first": "false"})
+    print(f"wrote {len(list(OUT.iterdir()))} files to {OUT} (torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()
