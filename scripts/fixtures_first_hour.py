@@ -8,7 +8,10 @@ Run from the repository root (it needs torch, numpy and safetensors)::
     .venv/bin/python scripts/fixtures_first_hour.py
 
 Deterministic (``torch.manual_seed(0)`` per case) and idempotent: it rewrites
-``crates/recurrent/tests/fixtures/first_hour/`` only.
+``crates/recurrent/tests/fixtures/first_hour/``, and copies two cases to
+``examples/data/`` for the README and the crate's front page: ``lstm_bf_meta`` as
+``lstm.safetensors``, ``lstm_input.npy``, ``lstm_expected_output.npy``, and
+``gru_meta`` as ``gru.safetensors``, ``gru_input.npy``, ``gru_expected_output.npy``.
 
 Cases, each ``<case>.safetensors`` (the state dict, as ``save_file`` writes it) plus
 ``<case>_input.npy`` and torch's ``<case>_output.npy``, ``<case>_hn.npy`` (and
@@ -63,7 +66,12 @@ def main():
     torch.manual_seed(2)
     gru = torch.nn.GRU(5, 7, num_layers=2)
     case("gru_meta", gru, torch.randn(4, 5), {"batch_first": "false"})
-    print(f"wrote {len(list(OUT.iterdir()))} files to {OUT} (torch {torch.__version__})")
+    data = OUT.parent.parent.parent.parent.parent / "examples/data"
+    for case_name, short in [("lstm_bf_meta", "lstm"), ("gru_meta", "gru")]:
+        shutil.copy(OUT / f"{case_name}.safetensors", data / f"{short}.safetensors")
+        shutil.copy(OUT / f"{case_name}_input.npy", data / f"{short}_input.npy")
+        shutil.copy(OUT / f"{case_name}_output.npy", data / f"{short}_expected_output.npy")
+    print(f"wrote {len(list(OUT.iterdir()))} files to {OUT} and 6 to {data} (torch {torch.__version__})")
 
 
 if __name__ == "__main__":

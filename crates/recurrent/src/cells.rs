@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::forward::matmul_acc;
 use crate::module::LstmState;
 use crate::params::{uniform_init, DirectionParams, Packed};
+use crate::state::{IntoHidden, IntoLstmState};
 
 /// torch's parameter names of a cell, in `named_parameters()` order.
 const NAMES: [&str; 4] = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
@@ -659,11 +660,12 @@ impl<T: Float> RnnCell<T> {
     /// Returns h' shaped like `hx`. Errors as torch's: [`Error::CellInputRank`],
     /// [`Error::CellStateRank`], [`Error::InputSize`], [`Error::CellBatchSize`],
     /// [`Error::CellHiddenSize`].
-    pub fn forward(
+    pub fn forward<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        hx: Option<ArrayViewD<'_, T>>,
+        hx: impl IntoHidden<'s, T>,
     ) -> Result<ArrayD<T>> {
+        let hx = hx.into_hidden();
         let states: Vec<ArrayViewD<'_, T>> = hx.into_iter().collect();
         let (x, states, unbatched) = self.core.check(input, &states)?;
         let mut h = self.core.gates(&x.view(), states.first());
@@ -764,11 +766,12 @@ impl<T: Float> LstmCell<T> {
     ///
     /// Returns `(h', c')`, shaped like `hx`. Errors as [`RnnCell::forward`]'s, with
     /// `hidden: 1` for `cx`.
-    pub fn forward(
+    pub fn forward<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        state: Option<(ArrayViewD<'_, T>, ArrayViewD<'_, T>)>,
+        state: impl IntoLstmState<'s, T>,
     ) -> Result<LstmState<T>> {
+        let state = state.into_lstm_state();
         let states: Vec<ArrayViewD<'_, T>> = match state {
             Some((hx, cx)) => vec![hx, cx],
             None => Vec::new(),
@@ -907,11 +910,12 @@ impl<T: Float> GruCell<T> {
     }
 
     /// One step, as `cell(input, hx)`; same contract as [`RnnCell::forward`].
-    pub fn forward(
+    pub fn forward<'s>(
         &self,
         input: ArrayViewD<'_, T>,
-        hx: Option<ArrayViewD<'_, T>>,
+        hx: impl IntoHidden<'s, T>,
     ) -> Result<ArrayD<T>> {
+        let hx = hx.into_hidden();
         let states: Vec<ArrayViewD<'_, T>> = hx.into_iter().collect();
         let (x, states, unbatched) = self.core.check(input, &states)?;
         let core = &self.core;

@@ -44,13 +44,38 @@
 //! # Ok::<(), recurrent::Error>(())
 //! ```
 //!
-//! Load a model trained in PyTorch and saved with
-//! `safetensors.torch.save_file(model.state_dict(), "model.safetensors")`:
+//! ## From PyTorch
 //!
-//! ```no_run
-//! let rnn = recurrent::Rnn::<f32>::load("model.safetensors", Some("encoder.rnn."))?;
+//! Load a model trained in PyTorch (any kind, in one line), run it, and carry its state
+//! from one call to the next. Save it from Python with
+//! `safetensors.torch.save_file(model.state_dict(), path, metadata={"batch_first": "true"})`:
+//! the tensors record the kind and sizes, the metadata what they cannot show
+//! (`batch_first`, and an RNN's `nonlinearity`; torch's defaults where absent).
+//!
+//! ```
+//! use recurrent::io::npy;
+//! use recurrent::{Gru, Lstm};
+//!
+//! // torch.nn.LSTM(10, 20, num_layers=2, batch_first=True), from examples/data
+//! let lstm = Lstm::<f32>::load("../../examples/data/lstm.safetensors", None)?;
+//! let x = npy::read::<f32>("../../examples/data/lstm_input.npy")?; // (N, L, H_in) = (3, 7, 10)
+//! let (y, state) = lstm.forward(x.view(), None)?; // y (3, 7, 20); state = (h_n, c_n)
+//! let torch_y = npy::read::<f32>("../../examples/data/lstm_expected_output.npy")?;
+//! assert!((&y - &torch_y).iter().all(|d| d.abs() < 1e-5));
+//! let (_y_next, _state) = lstm.forward(x.view(), &state)?; // carries on from (h_n, c_n)
+//!
+//! // torch.nn.GRU(5, 7, num_layers=2) on an unbatched (L, H_in) input
+//! let gru = Gru::<f32>::load("../../examples/data/gru.safetensors", None)?;
+//! let x = npy::read::<f32>("../../examples/data/gru_input.npy")?;
+//! let (y, h_n) = gru.forward(x.view(), None)?;
+//! assert_eq!((y.shape(), h_n.shape()), (&[4, 7][..], &[2, 7][..]));
 //! # Ok::<(), recurrent::Error>(())
 //! ```
+//!
+//! [`load`] returns a [`Layer`] for a file whose kind is not known in advance;
+//! `Rnn::load` on an LSTM's file is an error naming `Lstm::load`. `cargo run --example
+//! tour` walks through every kind and option (RNN, LSTM with `proj_size`, GRU, lengths,
+//! cells, streaming), checking each against the reference loop.
 //!
 //! ## Layout
 //!
@@ -67,7 +92,8 @@
 //!   each step then adds `h_{t-1} W_hh^T` and applies the activation in place. Layers
 //!   narrower than one vector run as one fused loop; small batches of wide layers run
 //!   on two threads in lockstep (`kernels/`, `forward/pair.rs`).
-//! - [`io`]: safetensors state dicts and `.npy` arrays.
+//! - [`io`]: safetensors state dicts ([`load`], `Rnn::load`, ...) and `.npy` arrays;
+//!   [`state`]: the initial-state forms the layers accept.
 //! - [`Error`]: every failure as a value; nothing a user supplies makes the crate panic.
 
 #![warn(missing_docs)]

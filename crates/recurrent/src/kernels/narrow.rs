@@ -7,7 +7,7 @@
 //! `acc = b + x_t W_ihᵀ + h_{t-1} W_hhᵀ`, the activation applied to `acc`, and the `H`
 //! real lanes stored. The rows of a step are independent, so the CPU overlaps them.
 //!
-//! The oracle is the reference loop (`crate::reference`); `tests/properties.rs` runs every
+//! The oracle is the reference loop (`crate::reference`); `tests/suite/properties.rs` runs every
 //! hidden size below 16 through both.
 
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut3};
