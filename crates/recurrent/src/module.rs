@@ -55,36 +55,6 @@ macro_rules! layer_common {
                 })
             }
 
-            #[doc = concat!(
-                "Loads the ", stringify!($ty), " a torch state dict holds, in one call: the ",
-                "file is read, the layer's key prefix found (`prefix: None`) or checked, its ",
-                "configuration inferred from the tensors and the file's metadata (torch's ",
-                "defaults for `batch_first`, `nonlinearity` and `dropout` where the file ",
-                "does not record them), and its tensors converted to `T`.\n\n",
-                "Reads safetensors files written by `safetensors.torch.save_file(model.state_dict(), path)` ",
-                "or by [`crate::io::safetensors::save`]. For a file whose kind is not known in advance, ",
-                "use [`crate::load`].\n\n",
-                "# Errors\n",
-                "[`Error::WrongKind`] naming the right call when the file holds another kind; ",
-                "[`Error::Io`] / [`Error::Format`] for an unreadable file; ",
-                "[`Error::MissingParameter`], [`Error::ParameterShape`] and friends for a state ",
-                "dict that is not a complete layer.",
-            )]
-            pub fn load(path: impl AsRef<std::path::Path>, prefix: Option<&str>) -> Result<Self> {
-                let path = path.as_ref();
-                let layers = crate::io::load_layers::<T>(path, prefix)?;
-                let found = layers.config().kind;
-                if found != $kind {
-                    return Err(Error::WrongKind {
-                        path: path.to_path_buf(),
-                        found: found.name(),
-                        wanted: $kind.name(),
-                        config: layers.config().to_string(),
-                    });
-                }
-                Ok($ty { layers })
-            }
-
             /// Wraps loaded parameters; their configuration must be of this kind.
             pub fn from_layers(layers: Layers<T>) -> Result<Self> {
                 check_kind(layers.config(), $kind)?;

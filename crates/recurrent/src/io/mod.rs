@@ -26,9 +26,10 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::config::Kind;
 use crate::element::Float;
 use crate::error::{Error, Result};
-use crate::module::Layer;
+use crate::module::{Gru, Layer, Lstm, Rnn};
 use crate::params::Layers;
 
 /// Loads the recurrent layer a torch state dict holds, whatever its kind (RNN, LSTM or
@@ -65,6 +66,53 @@ use crate::params::Layers;
 pub fn load<T: Float>(path: impl AsRef<Path>, prefix: Option<&str>) -> Result<Layer<T>> {
     load_layers(path.as_ref(), prefix).map(Layer::from_layers)
 }
+
+/// `Rnn::load`, `Lstm::load`, `Gru::load`: [`load_layers`], then the kind checked. They
+/// live here, beside the loading path, so that the layer types do not depend on `io`.
+macro_rules! load_as {
+    ($ty:ident, $kind:expr) => {
+        impl<T: Float> $ty<T> {
+            #[doc = concat!(
+                "Loads the ", stringify!($ty), " a torch state dict holds, in one call: the ",
+                "file is read, the layer's key prefix found (`prefix: None`) or checked, its ",
+                "configuration inferred from the tensors and the file's metadata (torch's ",
+                "defaults for `batch_first`, `nonlinearity` and `dropout` where the file ",
+                "does not record them), and its tensors converted to `T`.\n\n",
+                "Reads safetensors files written by `safetensors.torch.save_file(model.state_dict(), path)` ",
+                "or by [`crate::io::safetensors::save`]. For a file whose kind is not known in advance, ",
+                "use [`crate::load`].\n\n",
+                "```no_run\n",
+                "let layer = recurrent::", stringify!($ty), "::<f32>::load(\"model.safetensors\", None)?;\n",
+                "println!(\"{}\", layer.config());\n",
+                "# Ok::<(), recurrent::Error>(())\n",
+                "```\n\n",
+                "# Errors\n",
+                "[`Error::WrongKind`] naming the right call when the file holds another kind; ",
+                "[`Error::Io`] / [`Error::Format`] for an unreadable file; ",
+                "[`Error::MissingParameter`], [`Error::ParameterShape`] and friends for a state ",
+                "dict that is not a complete layer.",
+            )]
+            pub fn load(path: impl AsRef<std::path::Path>, prefix: Option<&str>) -> Result<Self> {
+                let path = path.as_ref();
+                let layers = crate::io::load_layers::<T>(path, prefix)?;
+                let found = layers.config().kind;
+                if found != $kind {
+                    return Err(Error::WrongKind {
+                        path: path.to_path_buf(),
+                        found: found.name(),
+                        wanted: $kind.name(),
+                        config: layers.config().to_string(),
+                    });
+                }
+                $ty::from_layers(layers)
+            }
+        }
+    };
+}
+
+load_as!(Rnn, Kind::Rnn);
+load_as!(Lstm, Kind::Lstm);
+load_as!(Gru, Kind::Gru);
 
 /// The one loading path of [`load`], `Rnn::load`, `Lstm::load` and `Gru::load`: reads
 /// the state dict, resolves the prefix (detected when `None`), infers the configuration
