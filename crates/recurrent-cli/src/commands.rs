@@ -137,6 +137,20 @@ impl Source {
     }
 }
 
+/// How to give the unrecorded options `names` (`batch_first`, `nonlinearity`) their
+/// non-default values: the flags (`--batch-first / --nonlinearity relu`) and the
+/// metadata entries (`"batch_first": "true", ...`).
+fn remedy(names: &[&str]) -> (String, String) {
+    let (flags, meta): (Vec<&str>, Vec<&str>) = names
+        .iter()
+        .map(|n| match *n {
+            "batch_first" => ("--batch-first", "\"batch_first\": \"true\""),
+            _ => ("--nonlinearity relu", "\"nonlinearity\": \"relu\""),
+        })
+        .unzip();
+    (flags.join(" / "), meta.join(", "))
+}
+
 /// The sources of the options the tensors cannot show.
 struct Sources {
     batch_first: Source,
@@ -218,28 +232,13 @@ impl Sources {
         }
         let names: Vec<&str> = assumed.iter().map(|(n, _)| *n).collect();
         let values: Vec<String> = assumed.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        let flags: Vec<&str> = names
-            .iter()
-            .map(|n| match *n {
-                "batch_first" => "--batch-first",
-                _ => "--nonlinearity relu",
-            })
-            .collect();
-        let meta: Vec<&str> = names
-            .iter()
-            .map(|n| match *n {
-                "batch_first" => "\"batch_first\": \"true\"",
-                _ => "\"nonlinearity\": \"relu\"",
-            })
-            .collect();
+        let (flags, meta) = remedy(&names);
         Some(format!(
-            "warning: {} does not record {}; using torch's default{} {}. If the model was built otherwise, pass {} (or save it with save_file(sd, path, metadata={{{}}}))",
+            "warning: {} does not record {}; using torch's default{} {}. If the model was built otherwise, pass {flags} (or save it with save_file(sd, path, metadata={{{meta}}}))",
             model.display(),
             names.join(" or "),
             if names.len() > 1 { "s" } else { "" },
             values.join(", "),
-            flags.join(" / "),
-            meta.join(", ")
         ))
     }
 
@@ -492,9 +491,19 @@ pub fn inspect(args: InspectArgs) -> CliResult {
         .map(|(n, v, _)| n.len() + v.len() + 1)
         .max()
         .unwrap_or(0);
+    let mut unrecorded = Vec::new();
     for (name, value, source) in rows {
         let setting = format!("{name}={value}");
         out!("  {setting:<width$}  ({})", source.describe());
+        if source == Source::Default && name != "dropout" {
+            unrecorded.push(name);
+        }
+    }
+    if !unrecorded.is_empty() {
+        let (flags, meta) = remedy(&unrecorded);
+        out!(
+            "  if the model was built otherwise: pass {flags} to run and backward, or save it with save_file(sd, path, metadata={{{meta}}})"
+        );
     }
     let others = dict.names().len() - rnn.parameter_names().len();
     if others > 0 {

@@ -61,7 +61,11 @@ pub(crate) fn py_repr(x: f64) -> String {
 /// Everything that can go wrong when building, loading or running a layer.
 ///
 /// Messages follow torch's wording where torch has one, so a PyTorch user recognises them.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message too (as `Display` does), so that a `main` returning
+/// `Result<(), recurrent::Error>` or `Box<dyn Error>` shows torch's wording, not the
+/// variant's fields. Match on the variants to handle a case.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A constructor option is out of range (zero sizes, dropout outside [0, 1], ...).
@@ -545,3 +549,9 @@ pub enum Error {
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}

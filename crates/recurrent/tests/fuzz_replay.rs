@@ -80,7 +80,18 @@ fn isolated(test: &str, file: &Path, check: fn(&Path)) -> Option<String> {
         return None;
     }
     let exe = std::env::current_exe().expect("the test binary's path");
-    let mut child = Command::new(exe)
+    // Through RECURRENT_TEST_RUNNER when set (qemu-aarch64 in scripts/test_aarch64.sh).
+    let runner = std::env::var("RECURRENT_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(&exe);
+            command
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
         .args([test, "--exact", "--nocapture", "--test-threads", "1"])
         .env(CHILD_FILE, file)
         .env("RUST_BACKTRACE", "0")

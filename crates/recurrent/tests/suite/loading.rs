@@ -67,6 +67,8 @@ fn loading_the_wrong_kind_names_the_call_that_loads_it() {
     let err = Rnn::<f32>::load(&lstm_file, None).unwrap_err();
     assert!(matches!(err, Error::WrongKind { .. }), "{err:?}");
     let message = err.to_string();
+    // Debug shows the message too (what `main` returning the error prints).
+    assert_eq!(format!("{err:?}"), message);
     for needle in [
         "lstm_bf_meta.safetensors",
         "an LSTM",

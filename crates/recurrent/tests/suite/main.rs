@@ -17,6 +17,7 @@ mod optim;
 mod packed;
 mod properties;
 mod properties_family;
+mod readme;
 mod reliability;
 mod special_values;
 mod state_dict;
