@@ -511,3 +511,78 @@ fn unknown_and_missing_paths_are_typed_errors() {
         Isa::ALL.map(|isa| isa.name())
     );
 }
+
+/// What [`a_bad_recurrent_isa_fails_every_call_that_computes`] runs in a child process
+/// with `RECURRENT_ISA=sse4`: every call that computes returns [`Error::Isa`] (a forced
+/// path still runs). With a valid `RECURRENT_ISA` (run by hand) there is nothing to check.
+#[test]
+#[ignore = "run in a child process with an invalid RECURRENT_ISA"]
+fn child_every_call_fails_while_recurrent_isa_is_invalid() {
+    if recurrent::isa().is_ok() {
+        return;
+    }
+    let is_isa = |what: &str, e: Error| match e {
+        Error::Isa { requested, .. } => assert_eq!(requested, "sse4", "{what}"),
+        other => panic!("{what}: {other}"),
+    };
+    let x = random_array::<f32>(&[3, 2, 4], 1, 1.0);
+    let go = random_array::<f32>(&[3, 2, 5], 2, 1.0);
+    let rnn = Rnn::<f32>::seeded(RnnConfig::new(4, 5), 0).unwrap();
+    let lstm = Lstm::<f32>::seeded(RnnConfig::lstm(4, 5), 0).unwrap();
+    let gru = Gru::<f32>::seeded(RnnConfig::gru(4, 5), 0).unwrap();
+    is_isa("isa()", recurrent::isa().unwrap_err());
+    is_isa("Rnn::forward", rnn.forward(x.view(), None).unwrap_err());
+    is_isa("Rnn::stream", rnn.stream(None).err().unwrap());
+    is_isa(
+        "Lstm::forward_padded",
+        lstm.forward_padded(x.view(), &[3, 1], None).unwrap_err(),
+    );
+    is_isa(
+        "Gru::backward",
+        gru.backward(x.view(), None, go.view(), None).unwrap_err(),
+    );
+    is_isa(
+        "reference::forward",
+        reference::forward(&rnn, x.view(), None).unwrap_err(),
+    );
+    let x0 = random_array::<f32>(&[2, 4], 3, 1.0);
+    let cell = RnnCell::<f32>::seeded(4, 5, true, Nonlinearity::Tanh, 0).unwrap();
+    is_isa(
+        "RnnCell::forward",
+        cell.forward(x0.view(), None).unwrap_err(),
+    );
+    let cell = LstmCell::<f32>::seeded(4, 5, true, 0).unwrap();
+    is_isa(
+        "LstmCell::forward",
+        cell.forward(x0.view(), None).unwrap_err(),
+    );
+    let cell = GruCell::<f32>::seeded(4, 5, true, 0).unwrap();
+    is_isa(
+        "GruCell::forward",
+        cell.forward(x0.view(), None).unwrap_err(),
+    );
+    // A path forced by a test runs whatever the variable says.
+    let forced = recurrent::__bench::with_isa(Isa::Portable, || rnn.forward(x.view(), None));
+    assert!(matches!(forced, Ok(Ok(_))));
+    println!("checked with RECURRENT_ISA=sse4");
+}
+
+#[test]
+fn a_bad_recurrent_isa_fails_every_call_that_computes() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "isa::child_every_call_fails_while_recurrent_isa_is_invalid",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("RECURRENT_ISA", "sse4")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("checked with RECURRENT_ISA=sse4"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
