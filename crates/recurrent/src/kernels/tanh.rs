@@ -152,7 +152,7 @@ unsafe fn tanh_slice_avx2(xs: &mut [f32]) {
     tanh_slice_body::<true>(xs)
 }
 
-/// Applies [`tanh_f32`] to every element, with the widest vector instructions this CPU has.
+/// Applies `tanh_f32` to every element, on the kernel path that runs ([`super::isa::active`]).
 pub(crate) fn tanh_slice_f32(xs: &mut [f32]) {
     match super::isa::active() {
         // SAFETY: `active` only answers a path the CPU supports, and the function is
