@@ -6,7 +6,7 @@ Usage (from the repository root, torch in a venv):
     python3 -m venv .venv && .venv/bin/pip install torch numpy safetensors
     cargo build --release -p recurrent-cli
     .venv/bin/python bench/compare.py [--threads 2] [--min-time 0.5] [--only small,medium]
-                                      [--dtype f32] [--markdown BENCHMARKS.md]
+                                      [--dtype f32] [--isa avx2] [--markdown BENCHMARKS.md]
 
 Method. Both sides time the forward call in-process, with warm-up, repeating until at
 least --min-time seconds and 5 samples, and report the median time per call. Torch runs
@@ -14,6 +14,10 @@ under torch.no_grad() with torch.set_num_threads(T); ours runs `recurrent bench
 --threads T`. The two are interleaved config by config, and the machine's float32 GEMM
 peak is measured in the same run (torch 1024x1024 @ 1024x1024), so ratios and peak
 fractions come from one session on one machine. Ratio = torch time / our time.
+
+Our kernel path is the best the CPU has unless RECURRENT_ISA (or --isa, which sets it for
+our runs) names one: avx512, avx2 or portable. The table's header records the path that
+ran (from `recurrent bench`'s JSON line) and the CPU model (/proc/cpuinfo, else lscpu).
 """
 
 from __future__ import annotations
@@ -140,8 +144,32 @@ def ours_time(binary: Path, c: Config, mode: str, dtype: str, threads: int, min_
         cmd.append("--bidirectional")
     if train:
         cmd.append("--train")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        # One line from `recurrent bench` (a bad RECURRENT_ISA, say): say it and stop.
+        message = done.stderr.strip() or f"error: exit status {done.returncode}"
+        raise SystemExit(f"{message} (from: {' '.join(cmd)})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    """The CPU's model name: /proc/cpuinfo's "model name", else lscpu's, else platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def sgemm_peak(min_time: float, dtype: torch.dtype) -> float:
@@ -169,8 +197,13 @@ def main() -> int:
     p.add_argument("--train", action="store_true",
                    help="time forward + backward (loss = sum(output)) on medium and large; targets 2 and 1.3")
     p.add_argument("--binary", default=str(ROOT / "target" / "release" / "recurrent"))
+    p.add_argument("--isa", choices=["avx512", "avx2", "portable"],
+                   help="force our kernel path (sets RECURRENT_ISA for our runs); default: "
+                        "RECURRENT_ISA if set, else the best the CPU has")
     p.add_argument("--markdown", help="also write the table (with the command) to this file")
     args = p.parse_args()
+    if args.isa:
+        os.environ["RECURRENT_ISA"] = args.isa  # inherited by `recurrent bench`
 
     torch.set_num_threads(args.threads)
     dtype = torch.float32 if args.dtype == "f32" else torch.float64
@@ -185,11 +218,15 @@ def main() -> int:
     peak = sgemm_peak(args.min_time, dtype)
     has_targets = args.dtype == "f32"  # the issue's targets are for float32
     rows = []
+    isas = []  # the kernel paths our runs reported, in order of first appearance
     for mode in args.modes.split(","):
         for c in configs:
             t_torch = torch_time(c, mode, dtype, args.min_time, args.train)
             ours = ours_time(binary, c, mode, args.dtype, args.threads, args.min_time, args.train)
             t_ours = ours["median_us"] / 1e6
+            isa = ours.get("isa", "unknown")
+            if isa not in isas:
+                isas.append(isa)
             ratio = t_torch / t_ours
             gflops = flops(c, mode) * (3 if args.train else 1) / t_ours / 1e9
             frac = gflops / peak
@@ -203,9 +240,12 @@ def main() -> int:
             rows.append((mode, c, t_torch, t_ours, ratio, gflops, frac, target, met))
             print(f"{mode} {c.name}: torch {fmt_time(t_torch)}, ours {fmt_time(t_ours)}, ratio {ratio:.2f}", file=sys.stderr)
 
+    forced = os.environ.get("RECURRENT_ISA", "").strip()
+    isa_note = f"RECURRENT_ISA={forced}" if forced else "RECURRENT_ISA unset: the best the CPU has"
     header = (
         f"GEMM peak (torch 1024^3 matmul, {args.threads} threads, {args.dtype}, same run): {peak:.1f} GFLOP/s  \n"
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n\n"
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores  \n"
+        f"our kernel path: {', '.join(isas) or 'none run'} ({isa_note}); torch {torch.__version__}\n\n"
         "| mode | config | L | N | H_in | H | layers | bidir | torch | ours | ratio torch/ours | our GFLOP/s | of sgemm peak | target | met |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )

@@ -3,7 +3,9 @@
 //! Method: one warm-up call plus 0.1 s of warm-up, then samples of `k` calls each (`k`
 //! chosen so a sample takes about a tenth of `--min-time`) until at least `--min-time`
 //! seconds and 5 samples; the reported time is the median over samples of the time per
-//! call. No file I/O is timed; input and weights are generated in memory.
+//! call. No file I/O is timed; input and weights are generated in memory. The JSON line
+//! names the kernel path that ran (`"isa"`: `avx512`, `avx2` or `portable`; set
+//! `RECURRENT_ISA` to force one, see `recurrent::isa`).
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,8 @@ use crate::{BenchArgs, DtypeArg, ModeArg};
 
 /// `recurrent bench`.
 pub fn bench(args: BenchArgs) -> Result<(), String> {
+    // An invalid RECURRENT_ISA fails here, before any measurement.
+    let isa = recurrent::isa().map_err(|e| e.to_string())?;
     if args.train && args.stream {
         return Err("--train and --stream: time one or the other".to_string());
     }
@@ -70,7 +74,7 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
         forward_flops(&config, args.seq_len, args.batch) * if args.train { 3.0 } else { 1.0 };
     let secs = median.0.as_secs_f64();
     println!(
-        "{{\"mode\":\"{}\",\"train\":{},\"proj_size\":{},\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
+        "{{\"mode\":\"{}\",\"train\":{},\"proj_size\":{},\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"isa\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
         config.kind.name().to_lowercase(),
         args.train,
         config.proj_size,
@@ -87,6 +91,7 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
             DtypeArg::F32 => "f32",
             DtypeArg::F64 => "f64",
         },
+        isa,
         secs * 1e6,
         flops / secs / 1e9,
         flops,

@@ -1633,3 +1633,77 @@ fn the_tool_names_all_it_does() {
         assert!(help.contains(needle), "{needle:?} not in: {help}");
     }
 }
+
+/// `recurrent bench` on a tiny layer with `RECURRENT_ISA` set to `isa` (removed when
+/// `None`).
+fn bench_with_isa(isa: Option<&str>) -> Output {
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--input-size",
+        "3",
+        "--hidden-size",
+        "17",
+        "--seq-len",
+        "4",
+        "--batch",
+        "2",
+        "--min-time",
+        "0.01",
+    ]);
+    match isa {
+        Some(v) => cmd.env("RECURRENT_ISA", v),
+        None => cmd.env_remove("RECURRENT_ISA"),
+    };
+    cmd.output().expect("the binary runs")
+}
+
+#[test]
+fn bench_names_the_kernel_path_it_ran() {
+    let cases = recurrent::Isa::supported()
+        .into_iter()
+        .map(|isa| (Some(isa.name()), isa))
+        .chain([(None, recurrent::Isa::best())]);
+    for (value, want) in cases {
+        let o = bench_with_isa(value);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{value:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
+        assert!(
+            stdout.contains(&format!("\"isa\":\"{want}\"")),
+            "{value:?}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_isa_fails_bench_and_run_with_one_line() {
+    let unsupported = recurrent::Isa::ALL
+        .into_iter()
+        .find(|isa| !isa.is_supported())
+        .map(|isa| isa.name());
+    for value in ["sse4", "avx-512"].into_iter().chain(unsupported) {
+        let needle = format!("RECURRENT_ISA={value}");
+        assert_fails(&bench_with_isa(Some(value)), &[&needle], &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.npy");
+        let o = bin()
+            .args([
+                "run",
+                "--model",
+                s(&fixture("encoder.safetensors")),
+                "--input",
+                s(&fixture("encoder_input.npy")),
+                "--output",
+                s(&out),
+            ])
+            .env("RECURRENT_ISA", value)
+            .output()
+            .expect("the binary runs");
+        assert_fails(&o, &[&needle, "this CPU"], &[&out]);
+    }
+}

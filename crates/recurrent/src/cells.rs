@@ -223,7 +223,8 @@ impl<T: Float> Core<T> {
         Ok(())
     }
 
-    /// torch's checks, in torch's order (`torch/nn/modules/rnn.py`, then ATen's
+    /// A valid `RECURRENT_ISA` (see [`crate::isa()`]), then torch's checks, in torch's
+    /// order (`torch/nn/modules/rnn.py`, then ATen's
     /// `check_rnn_cell_forward_input` / `_hidden`): input rank, state ranks, input width,
     /// then per state its rank against the input's, its batch size and its width.
     /// Returns the input and states in batched form, and whether the input was unbatched.
@@ -232,6 +233,8 @@ impl<T: Float> Core<T> {
         input: ArrayViewD<'a, T>,
         states: &[ArrayViewD<'a, T>],
     ) -> Result<Checked<'a, T>> {
+        // A bad RECURRENT_ISA fails every call that computes, before anything else.
+        crate::isa::check()?;
         let cell = self.cell_name();
         let rank = input.ndim();
         if rank != 1 && rank != 2 {

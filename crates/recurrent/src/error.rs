@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::element::Dtype;
+use crate::kernels::isa::Isa;
 
 /// Formats a shape the way torch prints sizes: `(2, 3, 4)`.
 pub(crate) fn fmt_shape(shape: &[usize]) -> String {
@@ -55,6 +56,21 @@ pub(crate) fn py_repr(x: f64) -> String {
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };
         format!("{mantissa}e{sign}{:02}", exponent.abs())
+    }
+}
+
+/// [`Error::Isa`]'s message: the variable, the value, and what this CPU supports.
+fn isa_message(requested: &str, available: &[Isa]) -> String {
+    let names: Vec<&str> = available.iter().map(|isa| isa.name()).collect();
+    let names = names.join(", ");
+    let var = Isa::ENV_VAR;
+    if Isa::from_name(requested).is_some() {
+        format!(
+            "{var}={requested}: this CPU lacks it (it supports {names}); unset {var} to run \
+             the best path it has"
+        )
+    } else {
+        format!("{var}={requested}: expected avx512, avx2 or portable (this CPU supports {names})")
     }
 }
 
@@ -403,6 +419,18 @@ pub enum Error {
         what: String,
         /// The bytes asked for; `None` when the count itself overflows 64 bits.
         bytes: Option<u64>,
+    },
+
+    /// The `RECURRENT_ISA` environment variable names no kernel path (`avx512`, `avx2`,
+    /// `portable`), or one this CPU lacks. Every call that computes (forward passes,
+    /// backward passes, streams, cells, the reference loops) returns it, as does
+    /// [`crate::isa()`]; unset the variable to run the best path the CPU has.
+    #[error("{}", isa_message(requested, available))]
+    Isa {
+        /// The value as given (non-UTF-8 bytes replaced).
+        requested: String,
+        /// The paths this CPU supports, best first.
+        available: Vec<Isa>,
     },
 
     /// Reading or writing a file failed.

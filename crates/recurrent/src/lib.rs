@@ -106,6 +106,7 @@ pub mod element;
 pub mod error;
 mod forward;
 pub mod io;
+mod isa;
 mod kernels;
 pub mod memory;
 pub mod module;
@@ -147,6 +148,18 @@ pub mod __bench {
     pub fn set_helper_wait(wait: std::time::Duration) {
         crate::forward::set_helper_wait(wait)
     }
+
+    /// Runs `f` with the kernels forced onto `isa` and returns its result; afterwards the
+    /// path is what it was before (also when `f` panics). The setting is process-wide
+    /// (rayon's workers see it), so tests that force a path must not run concurrently
+    /// with others that compute; [`crate::isa()`] reports `isa` meanwhile, even if
+    /// `RECURRENT_ISA` is invalid.
+    ///
+    /// # Errors
+    /// [`crate::Error::Isa`] (and `f` does not run) when this CPU lacks `isa`.
+    pub fn with_isa<R>(isa: crate::Isa, f: impl FnOnce() -> R) -> crate::Result<R> {
+        crate::isa::with_isa(isa, f)
+    }
 }
 
 pub use cells::{GruCell, LstmCell, RnnCell};
@@ -154,6 +167,8 @@ pub use config::{Kind, Nonlinearity, RnnConfig};
 pub use element::{Dtype, Float};
 pub use error::{Error, Result};
 pub use io::load;
+pub use isa::isa;
+pub use kernels::isa::Isa;
 pub use module::{Gru, Layer, Lstm, LstmState, Rnn};
 /// The `ndarray` this crate's types come from (version 0.17): use it, or depend on the
 /// same version, so that arrays passed in and returned are one type.

@@ -47,7 +47,9 @@ impl<T: Float> Prepared<'_, T> {
 }
 
 /// Checks `input` and `h0` against `config` in torch's order and with torch's meaning,
-/// and normalises them to batched form.
+/// and normalises them to batched form. Every forward and backward entry point (and the
+/// reference loops) starts here, so this is also where an invalid `RECURRENT_ISA` fails
+/// them (see [`crate::isa()`]), before any other check.
 pub(crate) fn prepare<'a, T: Float>(
     config: &RnnConfig,
     input: ArrayViewD<'a, T>,
@@ -63,6 +65,7 @@ pub(crate) fn prepare_with_cell<'a, T: Float>(
     h0: Option<ArrayViewD<'a, T>>,
     c0: Option<ArrayViewD<'a, T>>,
 ) -> Result<Prepared<'a, T>> {
+    crate::isa::check()?;
     let rank = input.ndim();
     if rank != 2 && rank != 3 {
         return Err(Error::InputRank {

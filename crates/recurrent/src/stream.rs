@@ -64,6 +64,9 @@ impl<T: Float> Rnn<T> {
     /// ```
     pub fn stream<'s>(&self, h0: impl IntoHidden<'s, T>) -> Result<RnnStream<'_, T>> {
         let h0 = h0.into_hidden();
+        // A bad RECURRENT_ISA fails here, so the stream's steps need not ask again (the
+        // variable is read once per process).
+        crate::isa::check()?;
         let config = self.config();
         if config.bidirectional {
             return Err(Error::Config(

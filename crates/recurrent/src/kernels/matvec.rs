@@ -260,18 +260,16 @@ pub(crate) fn gemv_rows<T: Float>(
         )
     };
     let (x, y) = (&x, &mut y);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::isa::has_avx512() {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { rows_avx512(x, wt, ldw, y) };
-        }
-        if super::isa::has_avx2_fma() {
-            // SAFETY: as above.
-            return unsafe { rows_avx2(x, wt, ldw, y) };
-        }
+    match super::isa::active() {
+        // SAFETY: `active` only answers a path the CPU supports, and the function is
+        // compiled for that path's features.
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx512 => unsafe { rows_avx512(x, wt, ldw, y) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx2 => unsafe { rows_avx2(x, wt, ldw, y) },
+        _ => rows_body::<T, false>(x, wt, ldw, y),
     }
-    rows_body::<T, false>(x, wt, ldw, y)
 }
 
 /// The plain triple loop: the oracle for [`gemv_rows`].

@@ -2,8 +2,7 @@
 
 mod activation;
 mod gemm;
-#[cfg(target_arch = "x86_64")]
-mod isa;
+pub(crate) mod isa;
 mod matvec;
 mod narrow;
 mod packed_gemm;

@@ -94,22 +94,18 @@ pub(crate) fn narrow_scan<T: Float, A: Activation>(
         hidden,
         reverse,
     };
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::isa::has_avx512() {
-            // SAFETY: the CPU supports the features the function is compiled for; the
-            // operands were checked above (see `scan_body`).
-            unsafe { scan_avx512::<T, A>(&ops) };
-            return true;
-        }
-        if super::isa::has_avx2_fma() {
-            // SAFETY: as above.
-            unsafe { scan_avx2::<T, A>(&ops) };
-            return true;
-        }
+    match super::isa::active() {
+        // SAFETY: `active` only answers a path the CPU supports, and the function is
+        // compiled for that path's features; the operands were checked above (see
+        // `scan_body`).
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx512 => unsafe { scan_avx512::<T, A>(&ops) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx2 => unsafe { scan_avx2::<T, A>(&ops) },
+        // SAFETY: the operands were checked above.
+        _ => unsafe { scan_body::<T, A, false>(&ops) },
     }
-    // SAFETY: as above.
-    unsafe { scan_body::<T, A, false>(&ops) };
     true
 }
 

@@ -211,20 +211,15 @@ pub(crate) fn packed_gemm_rows<T: Float>(
     ldw: usize,
     y: &mut ArrayViewMut2<'_, T>,
 ) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::isa::has_avx512() {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { body_avx512(x, wt, ldw, y) };
-        }
-        if super::isa::has_avx2_fma() {
-            // SAFETY: as above.
-            return unsafe { body_avx2(x, wt, ldw, y) };
-        }
-    }
-    if std::mem::size_of::<T>() == 4 {
-        body::<T, 4, 8, 4, false>(x, wt, ldw, y)
-    } else {
-        body::<T, 4, 4, 2, false>(x, wt, ldw, y)
+    match super::isa::active() {
+        // SAFETY: `active` only answers a path the CPU supports, and the function is
+        // compiled for that path's features.
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx512 => unsafe { body_avx512(x, wt, ldw, y) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx2 => unsafe { body_avx2(x, wt, ldw, y) },
+        _ if std::mem::size_of::<T>() == 4 => body::<T, 4, 8, 4, false>(x, wt, ldw, y),
+        _ => body::<T, 4, 4, 2, false>(x, wt, ldw, y),
     }
 }

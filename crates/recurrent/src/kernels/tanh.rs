@@ -152,20 +152,18 @@ unsafe fn tanh_slice_avx2(xs: &mut [f32]) {
     tanh_slice_body::<true>(xs)
 }
 
-/// Applies [`tanh_f32`] to every element, with the widest vector instructions this CPU has.
+/// Applies `tanh_f32` to every element, on the kernel path that runs ([`super::isa::active`]).
 pub(crate) fn tanh_slice_f32(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::isa::has_avx512() {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { tanh_slice_avx512(xs) };
-        }
-        if super::isa::has_avx2_fma() {
-            // SAFETY: as above.
-            return unsafe { tanh_slice_avx2(xs) };
-        }
+    match super::isa::active() {
+        // SAFETY: `active` only answers a path the CPU supports, and the function is
+        // compiled for that path's features.
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx512 => unsafe { tanh_slice_avx512(xs) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx2 => unsafe { tanh_slice_avx2(xs) },
+        _ => tanh_slice_body::<false>(xs),
     }
-    tanh_slice_body::<false>(xs)
 }
 
 #[cfg(test)]

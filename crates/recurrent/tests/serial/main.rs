@@ -1,6 +1,6 @@
 //! Tests of the threaded paths that change process-wide settings (the wait for a helper
-//! thread, `recurrent::__bench::set_helper_wait`) or keep a pool's workers busy on
-//! purpose. They share one binary and run one at a time ([`serial`]), so that no test
+//! thread, `recurrent::__bench::set_helper_wait`; the kernel path,
+//! `recurrent::__bench::with_isa`) or keep a pool's workers busy on purpose. They share one binary and run one at a time ([`serial`]), so that no test
 //! sees another's settings or load.
 
 use std::sync::{Mutex, MutexGuard};
@@ -11,6 +11,7 @@ mod common;
 mod busy_pool;
 mod concurrency;
 mod determinism;
+mod isa;
 mod threads;
 
 /// Held for the whole of each test in this binary: the tests run one after another.

@@ -3,6 +3,12 @@
 //! that change process-wide settings (the helper-thread wait, busy thread pools) live
 //! in `tests/serial/`, and the tests that install a bounded global allocator
 //! (`fuzz_replay.rs`, `readers_bytes.rs`) in binaries of their own.
+//!
+//! The whole suite runs on the kernel path `RECURRENT_ISA` names (`avx512`, `avx2`,
+//! `portable`; unset: the best this CPU has): `RECURRENT_ISA=avx2 cargo test
+//! --workspace` and `RECURRENT_ISA=portable cargo test --workspace` check those paths
+//! end to end ([`the_suite_runs_on_the_path_recurrent_isa_names`] fails if the variable
+//! is not honoured). `tests/serial/isa.rs` runs every path the CPU has in one process.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -26,3 +32,13 @@ mod torch_family;
 mod torch_forward;
 mod torch_gradients;
 mod training;
+
+/// The kernel path of this process is the one `RECURRENT_ISA` selects (the best this CPU
+/// has when the variable is not set).
+#[test]
+fn the_suite_runs_on_the_path_recurrent_isa_names() {
+    let value = std::env::var("RECURRENT_ISA").ok();
+    let want = recurrent::Isa::select(value.as_deref());
+    assert_eq!(recurrent::isa().ok(), want.ok(), "RECURRENT_ISA={value:?}");
+    eprintln!("kernel path: {:?}", recurrent::isa().ok());
+}
