@@ -33,7 +33,7 @@
 # fuzz/seeds/<target>/, kept between runs, not committed); crash inputs go to
 # fuzz/artifacts/<target>/; libFuzzer's output to fuzz/logs/<target>.log. Regression
 # files (fuzz/regressions/) are not put in the corpus: one that still crashes would stop
-# every run at once. They are replayed by `cargo test --test fuzz_replay`.
+# every run at once. They are replayed by `cargo test -p recurrent --test bytes fuzz_replay::`.
 #
 # Extra libFuzzer flags: FUZZ_ARGS, e.g. FUZZ_ARGS="-fork=2 -ignore_crashes=1" for a long
 # campaign that keeps going past the first crash.

@@ -1,5 +1,5 @@
 //! Fuzz target `safetensors_reader`: see `common/safetensors_reader.rs`, whose body the stable test
-//! crates/recurrent/tests/fuzz_replay.rs replays on every seed and regression file.
+//! crates/recurrent/tests/bytes/fuzz_replay.rs replays on every seed and regression file.
 #![no_main]
 
 mod common;

@@ -1,8 +1,8 @@
 //! The bodies of the fuzz targets, one module per target, each with `pub fn run(data: &[u8])`.
 //!
 //! They are shared, not copied: the targets in `fuzz/fuzz_targets/*.rs` load this folder
-//! as `mod common;`, and the stable tests `crates/recurrent/tests/fuzz_replay.rs` and
-//! `readers_bytes.rs` load it with `#[path = ".../fuzz/fuzz_targets/common/mod.rs"]`, so a
+//! as `mod common;`, and the stable tests `crates/recurrent/tests/bytes/fuzz_replay.rs` and
+//! `readers_bytes.rs` (in `tests/bytes/`) load it with `#[path = ".../fuzz/fuzz_targets/common/mod.rs"]`, so a
 //! regression file replays through exactly the code the fuzzer ran. Only `recurrent`,
 //! `ndarray`, `safetensors` and `arbitrary` may be used here (the test crate has those).
 //!

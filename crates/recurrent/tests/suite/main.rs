@@ -1,8 +1,8 @@
 //! The library's tests, as one test binary: one link instead of one per file, which
 //! is most of `cargo test`'s time on a small machine. Each module is one subject; tests
 //! that change process-wide settings (the helper-thread wait, busy thread pools) live
-//! in `tests/serial/`, and the tests that install a bounded global allocator
-//! (`fuzz_replay.rs`, `readers_bytes.rs`) in binaries of their own.
+//! in `tests/serial/`, and the tests that install a bounded global allocator (the fuzz
+//! replays and arbitrary bytes through the readers) in `tests/bytes/`.
 //!
 //! The whole suite runs on the kernel path `RECURRENT_ISA` names (`avx512`, `avx2`,
 //! `portable`; unset: the best this CPU has): `RECURRENT_ISA=avx2 cargo test

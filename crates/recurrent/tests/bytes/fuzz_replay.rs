@@ -14,8 +14,7 @@
 //! Adding a regression: put the crashing input (small) in `fuzz/regressions/<target>/`;
 //! `replay_<target>` picks it up.
 
-#[path = "../../../fuzz/fuzz_targets/common/mod.rs"]
-mod fuzz_common;
+use crate::fuzz_common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,11 +23,6 @@ use std::time::{Duration, Instant};
 
 use recurrent::io::{npy, safetensors};
 use recurrent::{Error, Gru, Rnn, RnnConfig};
-
-use fuzz_common::bounded_alloc::BoundedAlloc;
-
-#[global_allocator]
-static ALLOC: BoundedAlloc = BoundedAlloc::new(512 << 20);
 
 /// Set in a child process: the one input file it runs.
 const CHILD_FILE: &str = "RECURRENT_FUZZ_REPLAY_FILE";
@@ -91,8 +85,19 @@ fn isolated(test: &str, file: &Path, check: fn(&Path)) -> Option<String> {
         }
         None => Command::new(&exe),
     };
+    // The test's name as the harness knows it in this binary (`fuzz_replay::...`).
+    let name = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{test}"),
+        None => test.to_string(),
+    };
     let mut child = command
-        .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            name.as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_FILE, file)
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
@@ -149,7 +154,7 @@ fn isolated(test: &str, file: &Path, check: fn(&Path)) -> Option<String> {
     };
     let tail = |text: &str| {
         format!(
-            "{}\n    (rerun alone: {CHILD_FILE}={} RUST_BACKTRACE=1 cargo test -p recurrent --test fuzz_replay {test} -- --exact --nocapture)",
+            "{}\n    (rerun alone: {CHILD_FILE}={} RUST_BACKTRACE=1 cargo test -p recurrent --test bytes {name} -- --exact --nocapture)",
             summary(text),
             file.display()
         )

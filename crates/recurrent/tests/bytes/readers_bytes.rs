@@ -10,8 +10,7 @@
 //! `safetensors_reader::run`), which also check that the readers agree with each other
 //! and that what they return is usable.
 
-#[path = "../../../fuzz/fuzz_targets/common/mod.rs"]
-mod fuzz_common;
+use crate::fuzz_common;
 
 use std::path::Path;
 
@@ -19,11 +18,6 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use recurrent::io::npy;
 use recurrent::io::safetensors::StateDict;
-
-use fuzz_common::bounded_alloc::BoundedAlloc;
-
-#[global_allocator]
-static ALLOC: BoundedAlloc = BoundedAlloc::new(512 << 20);
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
