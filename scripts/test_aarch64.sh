@@ -43,4 +43,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/aarch64}"
 echo "== cargo test --workspace --target $target (under qemu-aarch64)"
 # Doc-tests are compiled for the host by rustdoc and would not test the target; the
 # unit, integration and CLI tests all run here.
-cargo test --workspace --target "$target" --lib --bins --tests "$@"
+cargo test --workspace --exclude recurrent-bench --target "$target" --lib --bins --tests "$@"
