@@ -18,6 +18,12 @@ fractions come from one session on one machine. Ratio = torch time / our time.
 Our kernel path is the best the CPU has unless RECURRENT_ISA (or --isa, which sets it for
 our runs) names one: avx512, avx2 or portable. The table's header records the path that
 ran (from `recurrent bench`'s JSON line) and the CPU model (/proc/cpuinfo, else lscpu).
+
+`--isa avx2` holds torch to AVX2 as well, so that an AVX-512 machine measures the race
+an AVX2-only CPU would see: ATen's kernels (ATEN_CPU_CAPABILITY), oneDNN's (the LSTM and
+GRU; ONEDNN_MAX_CPU_ISA) and MKL's GEMM (MKL_ENABLE_INSTRUCTIONS) read their limit when
+torch is imported, which is why it is set here, before the import. `--torch-full-isa`
+lets torch use everything the CPU has. The header says which.
 """
 
 from __future__ import annotations
@@ -33,7 +39,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+
+def _torch_isa_limit(argv: list[str]) -> str | None:
+    """The instruction-set limit for torch implied by the command line, set in the
+    environment before torch is imported (its libraries read it once, at load)."""
+    isa = None
+    for i, a in enumerate(argv):
+        if a == "--isa" and i + 1 < len(argv):
+            isa = argv[i + 1]
+        elif a.startswith("--isa="):
+            isa = a.split("=", 1)[1]
+    if isa != "avx2" or "--torch-full-isa" in argv:
+        return None
+    os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
+    os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+    os.environ["MKL_ENABLE_INSTRUCTIONS"] = "AVX2"
+    return "avx2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2)"
+
+
+TORCH_ISA_LIMIT = _torch_isa_limit(sys.argv[1:])
+
+import torch  # noqa: E402  (after the limit above: torch's libraries read it at import)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,6 +226,8 @@ def main() -> int:
     p.add_argument("--isa", choices=["avx512", "avx2", "portable"],
                    help="force our kernel path (sets RECURRENT_ISA for our runs); default: "
                         "RECURRENT_ISA if set, else the best the CPU has")
+    p.add_argument("--torch-full-isa", action="store_true",
+                   help="with --isa avx2, let torch use every instruction set the CPU has")
     p.add_argument("--markdown", help="also write the table (with the command) to this file")
     args = p.parse_args()
     if args.isa:
@@ -245,7 +273,8 @@ def main() -> int:
     header = (
         f"GEMM peak (torch 1024^3 matmul, {args.threads} threads, {args.dtype}, same run): {peak:.1f} GFLOP/s  \n"
         f"CPU: {cpu_model()}, {os.cpu_count()} cores  \n"
-        f"our kernel path: {', '.join(isas) or 'none run'} ({isa_note}); torch {torch.__version__}\n\n"
+        f"our kernel path: {', '.join(isas) or 'none run'} ({isa_note}); torch {torch.__version__}, "
+        f"its kernels: {TORCH_ISA_LIMIT or 'the best the CPU has'} (torch.backends.cpu.get_cpu_capability(): {torch.backends.cpu.get_cpu_capability()})\n\n"
         "| mode | config | L | N | H_in | H | layers | bidir | torch | ours | ratio torch/ours | our GFLOP/s | of sgemm peak | target | met |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
