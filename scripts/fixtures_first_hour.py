@@ -23,6 +23,10 @@ Cases, each ``<case>.safetensors`` (the state dict, as ``save_file`` writes it) 
 - ``rnn_relu_nometa``: ``RNN(6, 8, nonlinearity="relu")`` saved without metadata.
 - ``gru_meta``: ``GRU(5, 7, num_layers=2)`` saved with ``metadata={"batch_first":
   "false"}`` (unbatched input).
+- ``lstm_f16`` / ``gru_bf16``: ``LSTM(6, 9, proj_size=4)`` after ``.half()`` and
+  ``GRU(6, 9, bidirectional=True)`` after ``.to(torch.bfloat16)``, saved as they are.
+  Their outputs are torch's float32 computation with those weights widened
+  (``.float()``), which is what ``recurrent`` computes for a float32 input.
 """
 
 from __future__ import annotations
@@ -71,6 +75,22 @@ def main():
         shutil.copy(OUT / f"{case_name}.safetensors", data / f"{short}.safetensors")
         shutil.copy(OUT / f"{case_name}_input.npy", data / f"{short}_input.npy")
         shutil.copy(OUT / f"{case_name}_output.npy", data / f"{short}_expected_output.npy")
+    for name, module, dtype in [
+        ("lstm_f16", torch.nn.LSTM(6, 9, proj_size=4), torch.float16),
+        ("gru_bf16", torch.nn.GRU(6, 9, bidirectional=True), torch.bfloat16),
+    ]:
+        torch.manual_seed(3)
+        module.eval()
+        low = module.to(dtype)
+        save_file({k: v.contiguous() for k, v in low.state_dict().items()}, OUT / f"{name}.safetensors")
+        wide = low.float()
+        x = torch.randn(5, 2, 6)
+        with torch.no_grad():
+            output, state = wide(x)
+        np.save(OUT / f"{name}_input.npy", x.numpy())
+        np.save(OUT / f"{name}_output.npy", output.numpy())
+        h = state[0] if isinstance(state, tuple) else state
+        np.save(OUT / f"{name}_hn.npy", h.numpy())
     print(f"wrote {len(list(OUT.iterdir()))} files to {OUT} and 6 to {data} (torch {torch.__version__})")
 
 

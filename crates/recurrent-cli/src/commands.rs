@@ -454,6 +454,9 @@ pub fn inspect(args: InspectArgs) -> CliResult {
     let dtype = dict
         .dtype(&prefix)
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
+    let stored = dict
+        .stored_dtype(&prefix)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let rnn = dict
         .load_layers::<f64>(&prefix, config)
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
@@ -461,7 +464,11 @@ pub fn inspect(args: InspectArgs) -> CliResult {
     out!("{config}");
     out!("file: {}", args.model.display());
     out!("prefix: {:?}", prefix);
-    out!("dtype: {dtype}");
+    if stored.to_string() == dtype.to_string() {
+        out!("dtype: {dtype}");
+    } else {
+        out!("dtype: {stored} (widened exactly to {dtype}, or to the input's dtype by run)");
+    }
     out!(
         "kind={} input_size={} hidden_size={} num_layers={}{} bias={} batch_first={} dropout={} bidirectional={}{}",
         config.kind.name(),

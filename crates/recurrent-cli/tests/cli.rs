@@ -1616,6 +1616,35 @@ fn inspect_says_where_each_option_came_from() {
     );
 }
 
+/// A `model.half()` state dict runs on a float32 input and `inspect` shows its stored
+/// dtype.
+#[test]
+fn half_precision_models_run_and_inspect_shows_their_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    let model = first_hour("lstm_f16.safetensors");
+    let o = run(&["inspect", s(&model)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("dtype: float16 (widened exactly to float32"),
+        "{stdout}"
+    );
+    let input = first_hour("lstm_f16_input.npy");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: ArrayD<f32> = read_npy(first_hour("lstm_f16_output.npy")).unwrap();
+    assert_close_f32(&read_npy(&out).unwrap(), &want);
+}
+
 /// The help and the no-subcommand error name every subcommand and every kind.
 #[test]
 fn the_tool_names_all_it_does() {

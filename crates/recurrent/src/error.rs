@@ -242,7 +242,7 @@ pub enum Error {
     },
 
     /// A tensor in a state dict has a dtype the layers cannot use.
-    #[error("tensor '{name}' has dtype {got}, expected F32 or F64")]
+    #[error("tensor '{name}' has dtype {got}, expected a float dtype (F16, BF16, F32 or F64)")]
     UnsupportedDtype {
         /// Tensor name.
         name: String,

@@ -31,6 +31,43 @@ pub const META_BATCH_FIRST: &str = "batch_first";
 /// Metadata key for `dropout` (a decimal number).
 pub const META_DROPOUT: &str = "dropout";
 
+/// The floating-point dtypes a state dict's tensors may be stored in. Every one is read;
+/// float16 and bfloat16 are widened exactly to the computation dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoredDtype {
+    /// `torch.float16` (safetensors `F16`), as `model.half()` saves.
+    F16,
+    /// `torch.bfloat16` (safetensors `BF16`).
+    BF16,
+    /// `torch.float32`.
+    F32,
+    /// `torch.float64`.
+    F64,
+}
+
+impl StoredDtype {
+    fn of(dtype: StDtype) -> Option<Self> {
+        match dtype {
+            StDtype::F16 => Some(StoredDtype::F16),
+            StDtype::BF16 => Some(StoredDtype::BF16),
+            StDtype::F32 => Some(StoredDtype::F32),
+            StDtype::F64 => Some(StoredDtype::F64),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StoredDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoredDtype::F16 => "float16",
+            StoredDtype::BF16 => "bfloat16",
+            StoredDtype::F32 => "float32",
+            StoredDtype::F64 => "float64",
+        })
+    }
+}
+
 /// One tensor's header entry.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -171,18 +208,31 @@ impl StateDict {
         }
     }
 
-    /// The dtype of the layer's parameters under `prefix` (that of `weight_ih_l0`).
+    /// The dtype a layer under `prefix` computes in by default: that of `weight_ih_l0`,
+    /// with float16 and bfloat16 widened to float32. [`StateDict::stored_dtype`] gives
+    /// the stored one.
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`]; [`Error::UnsupportedDtype`] for a tensor that is not a
+    /// float16, bfloat16, float32 or float64 one.
     pub fn dtype(&self, prefix: &str) -> Result<Dtype> {
+        Ok(match self.stored_dtype(prefix)? {
+            StoredDtype::F64 => Dtype::F64,
+            _ => Dtype::F32,
+        })
+    }
+
+    /// The dtype `weight_ih_l0` under `prefix` is stored in.
+    ///
+    /// # Errors
+    /// As [`StateDict::dtype`].
+    pub fn stored_dtype(&self, prefix: &str) -> Result<StoredDtype> {
         let name = format!("{prefix}weight_ih_l0");
         let entry = self.entry(&name)?;
-        match entry.dtype {
-            StDtype::F32 => Ok(Dtype::F32),
-            StDtype::F64 => Ok(Dtype::F64),
-            other => Err(Error::UnsupportedDtype {
-                name,
-                got: format!("{other:?}"),
-            }),
-        }
+        StoredDtype::of(entry.dtype).ok_or_else(|| Error::UnsupportedDtype {
+            name,
+            got: format!("{:?}", entry.dtype),
+        })
     }
 
     fn entry(&self, name: &str) -> Result<&Entry> {
@@ -366,11 +416,25 @@ impl StateDict {
         Ok(())
     }
 
-    /// Tensor `name` converted to `T` (float32 and float64 files only).
+    /// Tensor `name` converted to `T`: float16, bfloat16, float32 and float64 tensors,
+    /// each value widened exactly (every float16 and bfloat16 value is a float32 one)
+    /// or, for float64 into `f32`, rounded to nearest as torch's `.float()` does.
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`]; [`Error::UnsupportedDtype`] for other dtypes.
     pub fn tensor<T: Float>(&self, name: &str) -> Result<ArrayD<T>> {
         let entry = self.entry(name)?;
         let bytes = &self.data[entry.bytes.clone()];
+        let half = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
         let values: Vec<T> = match entry.dtype {
+            StDtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| T::of(half::f16::from_bits(half(c)).to_f64()))
+                .collect(),
+            StDtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| T::of(half::bf16::from_bits(half(c)).to_f64()))
+                .collect(),
             StDtype::F32 => bytes
                 .chunks_exact(4)
                 .map(|c| T::of(f64::from(f32::from_le_slice(c))))

@@ -206,3 +206,44 @@ fn the_reexported_ndarray_is_the_crates_own() {
     let (output, _) = lstm.forward(x.view().into_dyn(), None).unwrap();
     assert_eq!(output.shape(), [2, 1, 20]);
 }
+
+/// `model.half()` and `model.to(torch.bfloat16)` state dicts: every value is widened
+/// exactly, so the layer computes what torch computes in float32 with the weights
+/// widened (`.float()`), and in float64 what that computes to f32's rounding.
+#[test]
+fn half_precision_state_dicts_are_widened_exactly() {
+    use recurrent::io::safetensors::StoredDtype;
+    for (name, stored) in [
+        ("lstm_f16", StoredDtype::F16),
+        ("gru_bf16", StoredDtype::BF16),
+    ] {
+        let file = path(&format!("{name}.safetensors"));
+        let dict = StateDict::read(&file).unwrap();
+        assert_eq!(dict.stored_dtype("").unwrap(), stored);
+        assert_eq!(dict.dtype("").unwrap(), recurrent::Dtype::F32);
+        let x = npy(&format!("{name}_input.npy"));
+        let want = npy(&format!("{name}_output.npy"));
+        let want_hn = npy(&format!("{name}_hn.npy"));
+        let (output, h_n) = match recurrent::load::<f32>(&file, None).unwrap() {
+            Layer::Lstm(lstm) => {
+                assert_eq!(lstm.config().proj_size, 4);
+                let (o, (h, _)) = lstm.forward(x.view(), None).unwrap();
+                (o, h)
+            }
+            Layer::Gru(gru) => gru.forward(x.view(), None).unwrap(),
+            other => panic!("{name}: {}", other.config()),
+        };
+        assert_close(&output, &want, name);
+        assert_close(&h_n, &want_hn, name);
+        // In float64 the widened weights are the same numbers.
+        let wide = recurrent::load::<f64>(&file, None).unwrap();
+        let narrow = recurrent::load::<f32>(&file, None).unwrap();
+        for ((n64, t64), (_, t32)) in wide.named_parameters().zip(narrow.named_parameters()) {
+            assert_eq!(
+                t64,
+                t32.mapv(f64::from),
+                "{name}: {n64} widened differently"
+            );
+        }
+    }
+}
