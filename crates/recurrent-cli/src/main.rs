@@ -68,7 +68,7 @@ struct ForwardArgs {
     /// LSTM: initial cell state (D*num_layers, N, H); given with --h0 or not at all.
     #[arg(long, value_name = "C0.npy")]
     c0: Option<std::path::PathBuf>,
-    /// Per-sequence lengths (N,), int64 or int32, each in 1..=L: as pack_padded_sequence ->
+    /// Per-sequence lengths (N,), any integer dtype or whole floats, each in 1..=L: as pack_padded_sequence ->
     /// model -> pad_packed_sequence(total_length=L); outputs past a length are zero.
     #[arg(long, value_name = "LENGTHS.npy")]
     lengths: Option<std::path::PathBuf>,

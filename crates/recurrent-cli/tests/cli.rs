@@ -667,7 +667,7 @@ fn family_errors_are_one_line() {
     let long_lengths = d.join("long_lengths.npy");
     write_npy(&long_lengths, &ndarray::arr1(&[8i64, 3, 5])).unwrap();
     let float_lengths = d.join("float_lengths.npy");
-    write_npy(&float_lengths, &ndarray::arr1(&[7.0f32, 3.0, 5.0])).unwrap();
+    write_npy(&float_lengths, &ndarray::arr1(&[7.0f32, 2.5, 5.0])).unwrap();
     let m = s(&model);
     let x = family("lstm_input.npy");
     let h0 = family("lstm_h0.npy");
@@ -703,7 +703,12 @@ fn family_errors_are_one_line() {
         ),
         (
             base(&["--lengths", s(&float_lengths)]),
-            vec!["float_lengths.npy", "expected lengths as an integer array"],
+            vec![
+                "float_lengths.npy",
+                "lengths[1] = 2.5",
+                "whole number",
+                "truncate it to 2",
+            ],
         ),
         (
             base(&["--nonlinearity", "relu"]),

@@ -263,14 +263,39 @@ fn numpy_dtype_name(desc: &str) -> String {
 }
 
 /// Reads per-sequence lengths: a 1-D `.npy` of any integer dtype (int8 to int64, uint8
-/// to uint64, as torch and numpy write them), every value at least 0 (the layers check
-/// `1..=L`).
+/// to uint64, as torch and numpy write them), or float32 / float64 holding whole
+/// numbers; every value at least 0 (the layers check `1..=L`).
+///
+/// torch's `pack_padded_sequence` truncates float lengths toward zero (`2.7` runs 2
+/// steps); a fractional length is more likely a mistake than a wish, so it is refused
+/// here with the value and its index rather than truncated.
 ///
 /// # Errors
-/// [`Error::Format`] when the file is not a 1-D integer `.npy` array, a value is
-/// negative or does not fit in `usize`, or the header declares more or less data than
-/// the file holds.
+/// [`Error::Format`] when the file is not a 1-D integer or float `.npy` array, a value
+/// is negative, fractional, not finite or does not fit in `usize`, or the header
+/// declares more or less data than the file holds.
 pub fn read_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
+    /// Float lengths that are whole numbers, as integers; anything else an error naming
+    /// the index and value.
+    fn whole(path: &Path, values: impl Iterator<Item = f64>) -> Result<Vec<i128>> {
+        values
+            .enumerate()
+            .map(|(i, v)| {
+                if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e30 {
+                    // ok: finite, whole and far inside i128's range
+                    Ok(v as i128)
+                } else {
+                    Err(Error::Format {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "lengths[{i}] = {v}: a float length must be a whole number (torch would truncate it to {}; give the length you mean)",
+                            if v.is_finite() { format!("{}", v.trunc()) } else { "nothing usable".to_string() }
+                        ),
+                    })
+                }
+            })
+            .collect()
+    }
     let npy = NpyFile::open(path.as_ref())?;
     if npy.header.shape.len() != 1 {
         return Err(npy.bad(format!(
@@ -286,7 +311,7 @@ pub fn read_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     let kind = descr_kind(&npy.header);
     let bad_dtype = || {
         npy.bad(format!(
-            "expected lengths as an integer array (int64, int32, ...), got dtype {}",
+            "expected lengths as an integer array (int64, int32, ...) or whole numbers in a float array, got dtype {}",
             descr_text(&npy.header)
         ))
     };
@@ -299,6 +324,11 @@ pub fn read_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
         Some(('u', 4)) => widen(npy.read_as::<u32>()?),
         Some(('u', 2)) => widen(npy.read_as::<u16>()?),
         Some(('u', 1)) => widen(npy.read_as::<u8>()?),
+        Some(('f', 8)) => whole(path.as_ref(), npy.read_as::<f64>()?.iter().copied())?,
+        Some(('f', 4)) => whole(
+            path.as_ref(),
+            npy.read_as::<f32>()?.iter().map(|&v| f64::from(v)),
+        )?,
         _ => return Err(bad_dtype()),
     };
     let path = path.as_ref();

@@ -382,6 +382,30 @@ fn npy_headers_are_validated_as_they_are_used() {
     let header = "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }";
     let path = npy_file(d, "neg.npy", header, &(-2i64).to_le_bytes());
     assert!(recurrent::io::npy::read_lengths(&path).is_err());
+    // Float lengths that are whole numbers (torch accepts them); anything else is an
+    // error naming the index and the value.
+    let floats =
+        |values: &[f64]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }";
+    let path = npy_file(d, "f8.npy", header, &floats(&[3.0, 1.0]));
+    assert_eq!(recurrent::io::npy::read_lengths(&path).unwrap(), [3, 1]);
+    let f4: Vec<u8> = [4.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+    let path = npy_file(d, "f4.npy", header, &f4);
+    assert_eq!(recurrent::io::npy::read_lengths(&path).unwrap(), [4, 2]);
+    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }";
+    for (bad, needle) in [
+        (2.5, "lengths[1] = 2.5"),
+        (-1.0, "lengths[1] = -1"),
+        (f64::NAN, "lengths[1] = NaN"),
+        (f64::INFINITY, "lengths[1] = inf"),
+    ] {
+        let path = npy_file(d, "bad.npy", header, &floats(&[3.0, bad]));
+        let message = recurrent::io::npy::read_lengths(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(needle), "{needle:?} not in: {message}");
+    }
 }
 
 /// A safetensors file from `(name, shape, f32 values)` with a hand-written header, so
