@@ -27,6 +27,11 @@ Cases, each ``<case>.safetensors`` (the state dict, as ``save_file`` writes it) 
   ``GRU(6, 9, bidirectional=True)`` after ``.to(torch.bfloat16)``, saved as they are.
   Their outputs are torch's float32 computation with those weights widened
   (``.float()``), which is what ``recurrent`` computes for a float32 input.
+- ``gru_wn`` / ``lstm_wn_old``: ``GRU(4, 6, num_layers=2)`` with
+  ``torch.nn.utils.parametrizations.weight_norm`` on ``weight_hh_l0`` (dim 0) and
+  ``weight_ih_l1`` (dim 1), and ``LSTM(4, 5)`` with the older
+  ``torch.nn.utils.weight_norm`` on ``weight_hh_l0``; their state dicts hold g and v,
+  not the weights. Outputs are torch's.
 """
 
 from __future__ import annotations
@@ -87,6 +92,34 @@ def main():
         x = torch.randn(5, 2, 6)
         with torch.no_grad():
             output, state = wide(x)
+        np.save(OUT / f"{name}_input.npy", x.numpy())
+        np.save(OUT / f"{name}_output.npy", output.numpy())
+        h = state[0] if isinstance(state, tuple) else state
+        np.save(OUT / f"{name}_hn.npy", h.numpy())
+    import warnings
+
+    torch.manual_seed(4)
+    gru = torch.nn.GRU(4, 6, num_layers=2)
+    from torch.nn.utils import parametrizations
+
+    parametrizations.weight_norm(gru, "weight_hh_l0", dim=0)
+    parametrizations.weight_norm(gru, "weight_ih_l1", dim=1)
+    with torch.no_grad():  # g away from ||v||, so that a missing g would show
+        gru.parametrizations.weight_hh_l0.original0.mul_(1.7)
+        gru.parametrizations.weight_ih_l1.original0.mul_(0.6)
+    torch.manual_seed(5)
+    lstm = torch.nn.LSTM(4, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the old API is deprecated
+        torch.nn.utils.weight_norm(lstm, "weight_hh_l0")
+    with torch.no_grad():
+        lstm.weight_hh_l0_g.mul_(1.3)
+    for name, module in [("gru_wn", gru), ("lstm_wn_old", lstm)]:
+        module.eval()
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, OUT / f"{name}.safetensors")
+        x = torch.randn(6, 3, 4)
+        with torch.no_grad():
+            output, state = module(x)
         np.save(OUT / f"{name}_input.npy", x.numpy())
         np.save(OUT / f"{name}_output.npy", output.numpy())
         h = state[0] if isinstance(state, tuple) else state

@@ -76,6 +76,136 @@ struct Entry {
     bytes: Range<usize>,
 }
 
+/// Replaces every weight-normed parameter by the tensor it stands for, as torch's
+/// forward computes it: `w = g * v / ||v||`, the norm taken over every dimension but
+/// the one `g` keeps (torch's `dim`, 0 by default; `dim=None` keeps none). Both of
+/// torch's spellings are read: `torch.nn.utils.parametrizations.weight_norm`
+/// (`parametrizations.NAME.original0` = g, `.original1` = v) and the older
+/// `torch.nn.utils.weight_norm` (`NAME_g`, `NAME_v`). The product is computed in f64
+/// and stored in v's dtype (float32 for half types; float64 stays float64), appended to
+/// `data` and indexed under `NAME`.
+fn fold_weight_norm(
+    path: &Path,
+    data: &mut Vec<u8>,
+    entries: &mut HashMap<String, Entry>,
+) -> Result<()> {
+    let mut pairs: Vec<(String, String, String)> = Vec::new(); // (name, g, v)
+    for key in entries.keys() {
+        if let Some(rest) = key.strip_suffix(".original0") {
+            if let Some((before, name)) = rest.rsplit_once("parametrizations.") {
+                let v = format!("{rest}.original1");
+                if entries.contains_key(&v) {
+                    pairs.push((format!("{before}{name}"), key.clone(), v));
+                }
+            }
+        } else if let Some(name) = key.strip_suffix("_g") {
+            let v = format!("{name}_v");
+            if entries.contains_key(&v) {
+                pairs.push((name.to_string(), key.clone(), v));
+            }
+        }
+    }
+    pairs.sort();
+    for (name, g_name, v_name) in pairs {
+        let bad = |message: String| Error::Format {
+            path: path.to_path_buf(),
+            message: format!("weight norm of '{name}' ('{g_name}', '{v_name}'): {message}"),
+        };
+        if entries.contains_key(&name) {
+            return Err(bad(format!("'{name}' is in the file as well")));
+        }
+        let (Some(g), Some(v)) = (entries.get(&g_name), entries.get(&v_name)) else {
+            return Err(bad("g or v is named by another weight norm too".to_string()));
+        };
+        let values = |e: &Entry, what: &str| -> Result<Vec<f64>> {
+            let bytes = &data[e.bytes.clone()];
+            let half = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
+            Ok(match e.dtype {
+                StDtype::F16 => bytes
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_bits(half(c)).to_f64())
+                    .collect(),
+                StDtype::BF16 => bytes
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_bits(half(c)).to_f64())
+                    .collect(),
+                StDtype::F32 => bytes
+                    .chunks_exact(4)
+                    .map(|c| f64::from(f32::from_le_slice(c)))
+                    .collect(),
+                StDtype::F64 => bytes.chunks_exact(8).map(f64::from_le_slice).collect(),
+                other => {
+                    return Err(bad(format!(
+                        "{what} has dtype {other:?}, expected a float dtype"
+                    )))
+                }
+            })
+        };
+        let (gv, vv) = (values(g, "g")?, values(v, "v")?);
+        let shape = v.shape.clone();
+        // The dimension g keeps: the one where g has v's size and every other is 1.
+        let keeps: Vec<usize> = (0..shape.len())
+            .filter(|&d| g.shape.get(d) == Some(&shape[d]) && shape[d] != 1)
+            .collect();
+        let all_ones = g.shape.iter().all(|&n| n == 1);
+        let dim = match (keeps.as_slice(), all_ones) {
+            (_, true) => None,
+            ([d], false) if g.shape.len() == shape.len() || shape.len() == 1 => Some(*d),
+            _ => {
+                return Err(bad(format!(
+                    "g has shape {}, which keeps no single dimension of v's {}",
+                    crate::error::fmt_shape(&g.shape),
+                    crate::error::fmt_shape(&shape)
+                )))
+            }
+        };
+        // How many norms: one per index of the kept dimension, or one in all.
+        let outer = dim.map_or(1, |d| shape[d]);
+        // Index of g (and of the norm) for each element of v.
+        let stride_after: usize = dim.map_or(1, |d| shape[d + 1..].iter().product());
+        let group = |i: usize| dim.map_or(0, |d| (i / stride_after) % shape[d]);
+        let mut norms = vec![0f64; outer];
+        for (i, x) in vv.iter().enumerate() {
+            norms[group(i)] += x * x;
+        }
+        let norms: Vec<f64> = norms.into_iter().map(f64::sqrt).collect();
+        if gv.len() != outer {
+            return Err(bad(format!(
+                "g holds {} values, expected {outer}",
+                gv.len()
+            )));
+        }
+        let w: Vec<f64> = vv
+            .iter()
+            .enumerate()
+            .map(|(i, x)| gv[group(i)] * x / norms[group(i)])
+            .collect();
+        let (dtype, bytes): (StDtype, Vec<u8>) = match v.dtype {
+            StDtype::F64 => (
+                StDtype::F64,
+                w.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            _ => (
+                StDtype::F32,
+                w.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),
+            ),
+        };
+        let start = data.len();
+        data.extend_from_slice(&bytes);
+        entries.remove(&g_name);
+        entries.remove(&v_name);
+        entries.insert(
+            name,
+            Entry {
+                dtype,
+                shape,
+                bytes: start..data.len(),
+            },
+        );
+    }
+    Ok(())
+}
+
 /// A safetensors file read into memory, with its tensor index and metadata.
 #[derive(Debug)]
 pub struct StateDict {
@@ -133,6 +263,9 @@ impl StateDict {
                 (name.to_string(), entry)
             })
             .collect();
+        let mut data = data;
+        let mut entries = entries;
+        fold_weight_norm(&path, &mut data, &mut entries)?;
         Ok(StateDict {
             path,
             data,

@@ -247,3 +247,32 @@ fn half_precision_state_dicts_are_widened_exactly() {
         }
     }
 }
+
+/// Weight-normed parameters, in both of torch's spellings (g and v in the state dict,
+/// not the weight), give torch's numbers: `w = g * v / ||v||` over torch's dim.
+#[test]
+fn weight_normed_parameters_are_reconstructed_as_torch_does() {
+    for name in ["gru_wn", "lstm_wn_old"] {
+        let file = path(&format!("{name}.safetensors"));
+        let names = StateDict::read(&file).unwrap();
+        let names = names.names();
+        assert!(names.contains(&"weight_hh_l0"), "{name}: {names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with("_g") || n.contains("original")),
+            "{names:?}"
+        );
+        let x = npy(&format!("{name}_input.npy"));
+        let (output, h_n) = match recurrent::load::<f32>(&file, None).unwrap() {
+            Layer::Lstm(lstm) => {
+                let (o, (h, _)) = lstm.forward(x.view(), None).unwrap();
+                (o, h)
+            }
+            Layer::Gru(gru) => gru.forward(x.view(), None).unwrap(),
+            other => panic!("{name}: {}", other.config()),
+        };
+        assert_close(&output, &npy(&format!("{name}_output.npy")), name);
+        assert_close(&h_n, &npy(&format!("{name}_hn.npy")), name);
+    }
+}
