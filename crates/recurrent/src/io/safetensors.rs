@@ -143,21 +143,26 @@ fn fold_weight_norm(
         };
         let (gv, vv) = (values(g, "g")?, values(v, "v")?);
         let shape = v.shape.clone();
-        // The dimension g keeps: the one where g has v's size and every other is 1.
-        let keeps: Vec<usize> = (0..shape.len())
-            .filter(|&d| g.shape.get(d) == Some(&shape[d]) && shape[d] != 1)
-            .collect();
+        // The dimension g keeps: g has v's size there and 1 everywhere else (torch's
+        // `dim`); a g of ones everywhere is one norm over all of v (`dim=None`).
         let all_ones = g.shape.iter().all(|&n| n == 1);
-        let dim = match (keeps.as_slice(), all_ones) {
-            (_, true) => None,
-            ([d], false) if g.shape.len() == shape.len() || shape.len() == 1 => Some(*d),
-            _ => {
-                return Err(bad(format!(
-                    "g has shape {}, which keeps no single dimension of v's {}",
-                    crate::error::fmt_shape(&g.shape),
-                    crate::error::fmt_shape(&shape)
-                )))
-            }
+        let keeps = |d: usize| {
+            g.shape.len() == shape.len()
+                && g.shape
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &n)| if k == d { n == shape[d] } else { n == 1 })
+        };
+        let dim = if all_ones && g.shape.len() <= shape.len() {
+            None
+        } else if let Some(d) = (0..shape.len()).find(|&d| keeps(d)) {
+            Some(d)
+        } else {
+            return Err(bad(format!(
+                "g has shape {}, which keeps no single dimension of v's {}",
+                crate::error::fmt_shape(&g.shape),
+                crate::error::fmt_shape(&shape)
+            )));
         };
         // How many norms: one per index of the kept dimension, or one in all.
         let outer = dim.map_or(1, |d| shape[d]);

@@ -276,3 +276,66 @@ fn weight_normed_parameters_are_reconstructed_as_torch_does() {
         assert_close(&h_n, &npy(&format!("{name}_hn.npy")), name);
     }
 }
+
+/// Odd weight-norm pairs are errors or torch's arithmetic, never a panic: a g that
+/// keeps no single dimension of v, a weight present beside its g and v, a g of one
+/// value (torch's dim=None: one norm over all of v), a v of zeros (0/0 is NaN, as in
+/// torch).
+#[test]
+fn odd_weight_norm_pairs_are_errors_or_torchs_arithmetic() {
+    use ndarray::{arr1, arr2, ArrayD, IxDyn};
+    use recurrent::io::safetensors::save_tensors;
+    use std::collections::HashMap;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, tensors: Vec<(&str, ArrayD<f32>)>| {
+        let path = dir.path().join(name);
+        let views: Vec<(String, ndarray::ArrayViewD<'_, f32>)> = tensors
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.view()))
+            .collect();
+        save_tensors(&path, &views, HashMap::new()).unwrap();
+        path
+    };
+    let v = arr2(&[[3.0f32, 4.0], [0.0, 2.0], [1.0, 0.0]]).into_dyn();
+    // g of shape (2, 2) keeps no dimension of v's (3, 2).
+    let path = write(
+        "bad_g.safetensors",
+        vec![("w_g", ArrayD::ones(IxDyn(&[2, 2]))), ("w_v", v.clone())],
+    );
+    let message = StateDict::read(&path).unwrap_err().to_string();
+    assert!(
+        message.contains("weight norm of 'w'") && message.contains("(2, 2)"),
+        "{message}"
+    );
+    // The weight itself beside its g and v: which one is meant is not clear.
+    let path = write(
+        "both.safetensors",
+        vec![
+            ("w", v.clone()),
+            ("w_g", ArrayD::ones(IxDyn(&[3, 1]))),
+            ("w_v", v.clone()),
+        ],
+    );
+    let message = StateDict::read(&path).unwrap_err().to_string();
+    assert!(message.contains("'w' is in the file as well"), "{message}");
+    // dim=None: g holds one value, the norm is over all of v (sqrt(30) here).
+    let path = write(
+        "none.safetensors",
+        vec![("w_g", arr1(&[2.0f32]).into_dyn()), ("w_v", v.clone())],
+    );
+    let w = StateDict::read(&path).unwrap().tensor::<f64>("w").unwrap();
+    let want = v.mapv(|x| 2.0 * f64::from(x) / 30f64.sqrt());
+    assert!((&w - &want).iter().all(|d| d.abs() < 1e-6), "{w} vs {want}");
+    // A row of zeros in v with dim=0: that row is 0/0 = NaN, the others are finite.
+    let z = arr2(&[[0.0f32, 0.0], [1.0, 1.0]]).into_dyn();
+    let path = write(
+        "zero.safetensors",
+        vec![("w_g", ArrayD::ones(IxDyn(&[2, 1]))), ("w_v", z)],
+    );
+    let w = StateDict::read(&path).unwrap().tensor::<f32>("w").unwrap();
+    assert!(w[[0, 0]].is_nan() && w[[0, 1]].is_nan(), "{w}");
+    assert!(
+        (w[[1, 0]] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6,
+        "{w}"
+    );
+}
