@@ -111,13 +111,26 @@ fn fold_weight_norm(
             path: path.to_path_buf(),
             message: format!("weight norm of '{name}' ('{g_name}', '{v_name}'): {message}"),
         };
+        // A pair that cannot be folded is an error when it stands for a recurrent
+        // parameter; any other (another module's tensors) is left as it is, unused.
+        let bare = name.rsplit('.').next().unwrap_or(&name);
+        let relevant = crate::params::looks_like_param_name(bare)
+            || ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"].contains(&bare);
+        macro_rules! fail {
+            ($message:expr) => {{
+                if relevant {
+                    return Err(bad($message));
+                }
+                continue;
+            }};
+        }
         if entries.contains_key(&name) {
-            return Err(bad(format!("'{name}' is in the file as well")));
+            fail!(format!("'{name}' is in the file as well"));
         }
         let (Some(g), Some(v)) = (entries.get(&g_name), entries.get(&v_name)) else {
-            return Err(bad("g or v is named by another weight norm too".to_string()));
+            fail!("g or v is named by another weight norm too".to_string());
         };
-        let values = |e: &Entry, what: &str| -> Result<Vec<f64>> {
+        let values = |e: &Entry, what: &str| -> std::result::Result<Vec<f64>, String> {
             let bytes = &data[e.bytes.clone()];
             let half = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
             Ok(match e.dtype {
@@ -135,13 +148,16 @@ fn fold_weight_norm(
                     .collect(),
                 StDtype::F64 => bytes.chunks_exact(8).map(f64::from_le_slice).collect(),
                 other => {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "{what} has dtype {other:?}, expected a float dtype"
-                    )))
+                    ))
                 }
             })
         };
-        let (gv, vv) = (values(g, "g")?, values(v, "v")?);
+        let (gv, vv) = match (values(g, "g"), values(v, "v")) {
+            (Ok(gv), Ok(vv)) => (gv, vv),
+            (Err(message), _) | (_, Err(message)) => fail!(message),
+        };
         let shape = v.shape.clone();
         // The dimension g keeps: g has v's size there and 1 everywhere else (torch's
         // `dim`); a g of ones everywhere is one norm over all of v (`dim=None`).
@@ -158,11 +174,11 @@ fn fold_weight_norm(
         } else if let Some(d) = (0..shape.len()).find(|&d| keeps(d)) {
             Some(d)
         } else {
-            return Err(bad(format!(
+            fail!(format!(
                 "g has shape {}, which keeps no single dimension of v's {}",
                 crate::error::fmt_shape(&g.shape),
                 crate::error::fmt_shape(&shape)
-            )));
+            ));
         };
         // How many norms: one per index of the kept dimension, or one in all.
         let outer = dim.map_or(1, |d| shape[d]);
@@ -175,10 +191,7 @@ fn fold_weight_norm(
         }
         let norms: Vec<f64> = norms.into_iter().map(f64::sqrt).collect();
         if gv.len() != outer {
-            return Err(bad(format!(
-                "g holds {} values, expected {outer}",
-                gv.len()
-            )));
+            fail!(format!("g holds {} values, expected {outer}", gv.len()));
         }
         let w: Vec<f64> = vv
             .iter()

@@ -297,27 +297,38 @@ fn odd_weight_norm_pairs_are_errors_or_torchs_arithmetic() {
         path
     };
     let v = arr2(&[[3.0f32, 4.0], [0.0, 2.0], [1.0, 0.0]]).into_dyn();
-    // g of shape (2, 2) keeps no dimension of v's (3, 2).
+    // g of shape (2, 2) keeps no dimension of v's (3, 2): an error for a recurrent
+    // parameter, and another module's odd pair is left alone.
+    let bad_g = || ArrayD::<f32>::ones(IxDyn(&[2, 2]));
     let path = write(
         "bad_g.safetensors",
-        vec![("w_g", ArrayD::ones(IxDyn(&[2, 2]))), ("w_v", v.clone())],
+        vec![("weight_hh_l0_g", bad_g()), ("weight_hh_l0_v", v.clone())],
     );
     let message = StateDict::read(&path).unwrap_err().to_string();
     assert!(
-        message.contains("weight norm of 'w'") && message.contains("(2, 2)"),
+        message.contains("weight norm of 'weight_hh_l0'") && message.contains("(2, 2)"),
         "{message}"
     );
+    let path = write(
+        "other.safetensors",
+        vec![("fc.weight_g", bad_g()), ("fc.weight_v", v.clone())],
+    );
+    let dict = StateDict::read(&path).unwrap();
+    assert!(dict.names().contains(&"fc.weight_g"), "{:?}", dict.names());
     // The weight itself beside its g and v: which one is meant is not clear.
     let path = write(
         "both.safetensors",
         vec![
-            ("w", v.clone()),
-            ("w_g", ArrayD::ones(IxDyn(&[3, 1]))),
-            ("w_v", v.clone()),
+            ("rnn.weight_ih_l0", v.clone()),
+            ("rnn.weight_ih_l0_g", ArrayD::ones(IxDyn(&[3, 1]))),
+            ("rnn.weight_ih_l0_v", v.clone()),
         ],
     );
     let message = StateDict::read(&path).unwrap_err().to_string();
-    assert!(message.contains("'w' is in the file as well"), "{message}");
+    assert!(
+        message.contains("'rnn.weight_ih_l0' is in the file as well"),
+        "{message}"
+    );
     // dim=None: g holds one value, the norm is over all of v (sqrt(30) here).
     let path = write(
         "none.safetensors",
