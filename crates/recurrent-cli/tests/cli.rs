@@ -8,19 +8,13 @@ use std::process::{Command, Output};
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{read_npy, write_npy};
 
+#[path = "../../recurrent/tests/common/runner.rs"]
+mod runner;
+
 /// The `recurrent` binary, started through `RECURRENT_TEST_RUNNER` when that is set
 /// (scripts/test_aarch64.sh sets it to qemu-aarch64: the binary is built for another CPU).
 fn bin() -> Command {
-    let exe = env!("CARGO_BIN_EXE_recurrent");
-    match std::env::var("RECURRENT_TEST_RUNNER") {
-        Ok(runner) if !runner.trim().is_empty() => {
-            let mut words = runner.split_whitespace();
-            let mut command = Command::new(words.next().unwrap_or_default());
-            command.args(words).arg(exe);
-            command
-        }
-        _ => Command::new(exe),
-    }
+    runner::command_for(Path::new(env!("CARGO_BIN_EXE_recurrent")))
 }
 
 fn fixture(name: &str) -> PathBuf {

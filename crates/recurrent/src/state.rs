@@ -92,6 +92,6 @@ where
     D2: Dimension,
 {
     fn into_lstm_state(self) -> Option<(ArrayViewD<'a, T>, ArrayViewD<'a, T>)> {
-        Some((self.0.view().into_dyn(), self.1.view().into_dyn()))
+        (&self.0, &self.1).into_lstm_state()
     }
 }

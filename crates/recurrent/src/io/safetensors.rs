@@ -76,6 +76,32 @@ struct Entry {
     bytes: Range<usize>,
 }
 
+/// The values of little-endian float `bytes` of `dtype`, converted to `T` (float16 and
+/// bfloat16 widen exactly; float64 into `f32` rounds to nearest), or `None` for a dtype
+/// that is not a float one.
+fn decode_floats<T: Float>(dtype: StDtype, bytes: &[u8]) -> Option<Vec<T>> {
+    let half = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
+    Some(match dtype {
+        StDtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| T::of(half::f16::from_bits(half(c)).to_f64()))
+            .collect(),
+        StDtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| T::of(half::bf16::from_bits(half(c)).to_f64()))
+            .collect(),
+        StDtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| T::of(f64::from(f32::from_le_slice(c))))
+            .collect(),
+        StDtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| T::of(f64::from_le_slice(c)))
+            .collect(),
+        _ => return None,
+    })
+}
+
 /// Replaces every weight-normed parameter by the tensor it stands for, as torch's
 /// forward computes it: `w = g * v / ||v||`, the norm taken over every dimension but
 /// the one `g` keeps (torch's `dim`, 0 by default; `dim=None` keeps none). Both of
@@ -130,29 +156,9 @@ fn fold_weight_norm(
         let (Some(g), Some(v)) = (entries.get(&g_name), entries.get(&v_name)) else {
             fail!("g or v is named by another weight norm too".to_string());
         };
-        let values = |e: &Entry, what: &str| -> std::result::Result<Vec<f64>, String> {
-            let bytes = &data[e.bytes.clone()];
-            let half = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
-            Ok(match e.dtype {
-                StDtype::F16 => bytes
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_bits(half(c)).to_f64())
-                    .collect(),
-                StDtype::BF16 => bytes
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_bits(half(c)).to_f64())
-                    .collect(),
-                StDtype::F32 => bytes
-                    .chunks_exact(4)
-                    .map(|c| f64::from(f32::from_le_slice(c)))
-                    .collect(),
-                StDtype::F64 => bytes.chunks_exact(8).map(f64::from_le_slice).collect(),
-                other => {
-                    return Err(format!(
-                        "{what} has dtype {other:?}, expected a float dtype"
-                    ))
-                }
-            })
+        let values = |e: &Entry, what: &str| {
+            decode_floats::<f64>(e.dtype, &data[e.bytes.clone()])
+                .ok_or_else(|| format!("{what} has dtype {:?}, expected a float dtype", e.dtype))
         };
         let (gv, vv) = match (values(g, "g"), values(v, "v")) {
             (Ok(gv), Ok(vv)) => (gv, vv),
@@ -269,7 +275,7 @@ impl StateDict {
         let metadata = meta.metadata().clone().unwrap_or_default();
         let tensors = SafeTensors::deserialize(&data).map_err(bad)?;
         let base = data.as_ptr() as usize;
-        let entries = tensors
+        let mut entries: HashMap<String, Entry> = tensors
             .iter()
             .map(|(name, view)| {
                 let start = view.data().as_ptr() as usize - base;
@@ -282,7 +288,6 @@ impl StateDict {
             })
             .collect();
         let mut data = data;
-        let mut entries = entries;
         fold_weight_norm(&path, &mut data, &mut entries)?;
         Ok(StateDict {
             path,
@@ -576,31 +581,11 @@ impl StateDict {
     pub fn tensor<T: Float>(&self, name: &str) -> Result<ArrayD<T>> {
         let entry = self.entry(name)?;
         let bytes = &self.data[entry.bytes.clone()];
-        let half = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
-        let values: Vec<T> = match entry.dtype {
-            StDtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| T::of(half::f16::from_bits(half(c)).to_f64()))
-                .collect(),
-            StDtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| T::of(half::bf16::from_bits(half(c)).to_f64()))
-                .collect(),
-            StDtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| T::of(f64::from(f32::from_le_slice(c))))
-                .collect(),
-            StDtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| T::of(f64::from_le_slice(c)))
-                .collect(),
-            other => {
-                return Err(Error::UnsupportedDtype {
-                    name: name.to_string(),
-                    got: format!("{other:?}"),
-                })
-            }
-        };
+        let values: Vec<T> =
+            decode_floats(entry.dtype, bytes).ok_or_else(|| Error::UnsupportedDtype {
+                name: name.to_string(),
+                got: format!("{:?}", entry.dtype),
+            })?;
         ArrayD::from_shape_vec(entry.shape.clone(), values).map_err(|e| Error::Format {
             path: self.path.clone(),
             message: format!("tensor '{name}': {e}"),

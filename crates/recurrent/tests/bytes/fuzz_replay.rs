@@ -18,7 +18,7 @@ use crate::fuzz_common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use recurrent::io::{npy, safetensors};
@@ -75,16 +75,7 @@ fn isolated(test: &str, file: &Path, check: fn(&Path)) -> Option<String> {
     }
     let exe = std::env::current_exe().expect("the test binary's path");
     // Through RECURRENT_TEST_RUNNER when set (qemu-aarch64 in scripts/test_aarch64.sh).
-    let runner = std::env::var("RECURRENT_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    let mut command = match words.next() {
-        Some(program) => {
-            let mut command = Command::new(program);
-            command.args(words).arg(&exe);
-            command
-        }
-        None => Command::new(&exe),
-    };
+    let mut command = crate::runner::command_for(&exe);
     // The test's name as the harness knows it in this binary (`fuzz_replay::...`).
     let name = match module_path!().split_once("::") {
         Some((_, module)) => format!("{module}::{test}"),

@@ -13,5 +13,8 @@ use fuzz_common::bounded_alloc::BoundedAlloc;
 #[global_allocator]
 static ALLOC: BoundedAlloc = BoundedAlloc::new(512 << 20);
 
+#[path = "../common/runner.rs"]
+mod runner;
+
 mod fuzz_replay;
 mod readers_bytes;

@@ -571,7 +571,7 @@ fn child_every_call_fails_while_recurrent_isa_is_invalid() {
 
 #[test]
 fn a_bad_recurrent_isa_fails_every_call_that_computes() {
-    let out = crate::common::command_for(&std::env::current_exe().unwrap())
+    let out = crate::common::runner::command_for(&std::env::current_exe().unwrap())
         .args([
             "--exact",
             "isa::child_every_call_fails_while_recurrent_isa_is_invalid",
