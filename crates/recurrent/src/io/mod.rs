@@ -20,7 +20,11 @@
 //! caller's path, never a temporary file.
 
 pub mod npy;
+mod onnx;
 pub mod safetensors;
+mod torch;
+
+pub use safetensors::{FileFormat, StateDict};
 
 use std::fs;
 use std::io::Write;

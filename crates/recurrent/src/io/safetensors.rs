@@ -230,24 +230,110 @@ fn fold_weight_norm(
     Ok(())
 }
 
-/// A safetensors file read into memory, with its tensor index and metadata.
+/// Renames each cell's tensors (`P.weight_ih`, `P.weight_hh`, `P.bias_ih`, `P.bias_hh`,
+/// as `torch.nn.LSTMCell` and friends name them) to the one-layer layer's
+/// (`P.weight_ih_l0`, ...), where nothing under `P` already has a layer name, and returns
+/// the prefixes renamed, sorted.
+fn index_cells(entries: &mut HashMap<String, Entry>) -> Vec<String> {
+    const CELL: [&str; 4] = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
+    let mut prefixes: Vec<String> = entries
+        .keys()
+        .filter_map(|k| k.strip_suffix("weight_ih"))
+        .filter(|p| p.is_empty() || p.ends_with('.'))
+        .filter(|p| entries.contains_key(&format!("{p}weight_hh")))
+        .map(str::to_string)
+        .collect();
+    prefixes.retain(|p| {
+        !CELL
+            .iter()
+            .any(|n| entries.contains_key(&format!("{p}{n}_l0")))
+    });
+    prefixes.sort();
+    for p in &prefixes {
+        for n in CELL {
+            if let Some(e) = entries.remove(&format!("{p}{n}")) {
+                entries.insert(format!("{p}{n}_l0"), e);
+            }
+        }
+    }
+    prefixes
+}
+
+/// The file formats a [`StateDict`] is read from, told apart by the file's bytes (never
+/// by its extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileFormat {
+    /// `safetensors.torch.save_file(model.state_dict(), path)`.
+    Safetensors,
+    /// `torch.save(obj, path)`: the zip archive of torch >= 1.6 (the default).
+    TorchZip,
+    /// `torch.save(obj, path, _use_new_zipfile_serialization=False)`: the legacy pickle
+    /// stream (and the tar archive of torch < 0.1.10).
+    TorchLegacy,
+    /// An ONNX model (`torch.onnx.export`): the weights of its RNN / LSTM / GRU nodes,
+    /// under torch's names.
+    Onnx,
+}
+
+impl std::fmt::Display for FileFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileFormat::Safetensors => "safetensors",
+            FileFormat::TorchZip => "torch.save (zip)",
+            FileFormat::TorchLegacy => "torch.save (legacy)",
+            FileFormat::Onnx => "ONNX",
+        })
+    }
+}
+
+/// Whether `bytes` open like a safetensors file: a little-endian `u64` header length
+/// that fits the file, then the `{` the JSON header starts with.
+pub(crate) fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    let Some(n) = bytes.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) else {
+        return false;
+    };
+    n <= bytes.len() as u64 && bytes.get(8) == Some(&b'{')
+}
+
+/// One tensor of a state dict read from a format other than safetensors (torch.save,
+/// ONNX): its torch name, dtype, shape and little-endian row-major bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct RawTensor {
+    pub name: String,
+    pub dtype: StDtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+/// A state dict read into memory, with its tensor index and metadata: from safetensors,
+/// `torch.save` files or ONNX models ([`FileFormat`]).
 #[derive(Debug)]
 pub struct StateDict {
     path: PathBuf,
+    format: FileFormat,
     data: Vec<u8>,
     entries: HashMap<String, Entry>,
     metadata: HashMap<String, String>,
+    /// Prefixes whose tensors were a cell's (`weight_ih`, ...), indexed as layer 0.
+    cells: Vec<String>,
 }
 
 impl StateDict {
-    /// Reads and indexes a safetensors file.
+    /// Reads and indexes a state dict: a safetensors file, a `torch.save` file (zip or
+    /// legacy, with the `torch` feature) or an ONNX model (with the `onnx` feature), told
+    /// apart by the file's bytes ([`FileFormat`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `path` when it cannot be read; [`Error::Format`] when it is
+    /// none of those formats or not a valid file of its format.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let data = std::fs::read(&path).map_err(|source| Error::Io {
             path: path.clone(),
             source,
         })?;
-        Self::from_bytes(path, data)
+        Self::read_any(path, data)
     }
 
     /// Indexes safetensors bytes; `path` is used in messages only.
@@ -275,7 +361,7 @@ impl StateDict {
         let metadata = meta.metadata().clone().unwrap_or_default();
         let tensors = SafeTensors::deserialize(&data).map_err(bad)?;
         let base = data.as_ptr() as usize;
-        let mut entries: HashMap<String, Entry> = tensors
+        let entries: HashMap<String, Entry> = tensors
             .iter()
             .map(|(name, view)| {
                 let start = view.data().as_ptr() as usize - base;
@@ -287,14 +373,98 @@ impl StateDict {
                 (name.to_string(), entry)
             })
             .collect();
-        let mut data = data;
+        Self::index(path, FileFormat::Safetensors, data, entries, metadata)
+    }
+
+    /// Reads a state dict from any [`FileFormat`], detected from the file's bytes.
+    fn read_any(path: PathBuf, data: Vec<u8>) -> Result<Self> {
+        if looks_like_safetensors(&data) {
+            return Self::from_bytes(path, data);
+        }
+        if super::torch::looks_like_torch(&data) {
+            return super::torch::read(&path, &data);
+        }
+        if super::onnx::looks_like_onnx(&data) {
+            return super::onnx::read(&path, &data);
+        }
+        Self::from_bytes(path, data)
+    }
+
+    /// Indexes tensors read from another format: each tensor's bytes are checked against
+    /// its dtype and shape, a name given twice is refused.
+    pub(crate) fn from_raw(
+        path: PathBuf,
+        format: FileFormat,
+        tensors: Vec<RawTensor>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Self> {
+        let mut data = Vec::new();
+        let mut entries = HashMap::with_capacity(tensors.len());
+        for t in tensors {
+            let want = t
+                .shape
+                .iter()
+                .try_fold(t.dtype.bitsize() / 8, |n, &d| n.checked_mul(d));
+            if want != Some(t.bytes.len()) {
+                return Err(Error::Format {
+                    path,
+                    message: format!(
+                        "tensor '{}' of shape {} and dtype {:?} holds {} bytes",
+                        t.name,
+                        crate::error::fmt_shape(&t.shape),
+                        t.dtype,
+                        t.bytes.len()
+                    ),
+                });
+            }
+            let start = data.len();
+            data.extend_from_slice(&t.bytes);
+            let entry = Entry {
+                dtype: t.dtype,
+                shape: t.shape,
+                bytes: start..data.len(),
+            };
+            if entries.insert(t.name.clone(), entry).is_some() {
+                return Err(Error::Format {
+                    path,
+                    message: format!("the file names tensor '{}' more than once", t.name),
+                });
+            }
+        }
+        Self::index(path, format, data, entries, metadata)
+    }
+
+    /// The common tail of every reader: weight norm folded, cells' tensors renamed.
+    fn index(
+        path: PathBuf,
+        format: FileFormat,
+        mut data: Vec<u8>,
+        mut entries: HashMap<String, Entry>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Self> {
         fold_weight_norm(&path, &mut data, &mut entries)?;
+        let cells = index_cells(&mut entries);
         Ok(StateDict {
             path,
+            format,
             data,
             entries,
             metadata,
+            cells,
         })
+    }
+
+    /// The format the file was read from.
+    pub fn format(&self) -> FileFormat {
+        self.format
+    }
+
+    /// Whether the layer under `prefix` was stored as a cell (`torch.nn.LSTMCell` and
+    /// friends: `weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`), which this state dict
+    /// indexes as the one-layer, one-direction layer it is equivalent to
+    /// (`weight_ih_l0`, ...).
+    pub fn is_cell(&self, prefix: &str) -> bool {
+        self.cells.iter().any(|p| p == prefix)
     }
 
     /// The file's `__metadata__` map.
