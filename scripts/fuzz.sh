@@ -41,7 +41,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-ALL_TARGETS=(safetensors_reader npy_reader state_dict_loader differential)
+ALL_TARGETS=(safetensors_reader npy_reader state_dict_loader differential torch_reader)
 LIMIT_MB=2048
 
 SECONDS_PER_TARGET="${1:-60}"

@@ -104,7 +104,7 @@ fn load_forward(args: &ForwardArgs, output_flag: (&str, bool)) -> Result<Loaded,
     let input = npy::read_float(&args.input).map_err(|e| e.to_string())?;
     let (dict, prefix, mut config) = load_dict(&args.model, args.prefix.as_deref())?;
     let lengths = apply_flags(&mut config, args, output_flag)?;
-    let sources = Sources::of(&dict, Some(args));
+    let sources = Sources::of(&dict, &prefix, Some(args));
     Ok(Loaded {
         input,
         dict,
@@ -153,6 +153,9 @@ fn remedy(names: &[&str]) -> (String, String) {
 
 /// The sources of the options the tensors cannot show.
 struct Sources {
+    /// The file holds a cell, which has no `batch_first` or `dropout`: `run` feeds it
+    /// the sequence in the command's layout ((L, N, H_in), or --batch-first).
+    cell: bool,
     batch_first: Source,
     nonlinearity: Source,
     dropout: Source,
@@ -160,7 +163,7 @@ struct Sources {
 
 impl Sources {
     /// From the file's metadata and, for `run` and `backward`, the flags.
-    fn of(dict: &StateDict, args: Option<&ForwardArgs>) -> Sources {
+    fn of(dict: &StateDict, prefix: &str, args: Option<&ForwardArgs>) -> Sources {
         let source = |flag: bool, key: &str| {
             if flag {
                 Source::Flag
@@ -171,6 +174,7 @@ impl Sources {
             }
         };
         Sources {
+            cell: dict.is_cell(prefix),
             batch_first: source(
                 args.is_some_and(|a| a.batch_first.is_some()),
                 st::META_BATCH_FIRST,
@@ -185,11 +189,14 @@ impl Sources {
 
     /// `(option, value, source)` for each option that applies to the kind.
     fn listing(&self, config: &RnnConfig) -> Vec<(&'static str, String, Source)> {
-        let mut rows = vec![(
-            "batch_first",
-            config.batch_first.to_string(),
-            self.batch_first,
-        )];
+        let mut rows = Vec::new();
+        if !self.cell || self.batch_first == Source::Flag {
+            rows.push((
+                "batch_first",
+                config.batch_first.to_string(),
+                self.batch_first,
+            ));
+        }
         if config.kind == Kind::Rnn {
             rows.push((
                 "nonlinearity",
@@ -197,7 +204,9 @@ impl Sources {
                 self.nonlinearity,
             ));
         }
-        rows.push(("dropout", config.dropout.to_string(), self.dropout));
+        if !self.cell {
+            rows.push(("dropout", config.dropout.to_string(), self.dropout));
+        }
         rows
     }
 
@@ -208,6 +217,10 @@ impl Sources {
             .into_iter()
             .map(|(name, value, source)| format!("{name}={value} ({})", source.describe()))
             .collect();
+        if parts.is_empty() {
+            return "options: none (a cell: run feeds it the sequence one step at a time)"
+                .to_string();
+        }
         format!("options: {}", parts.join(", "))
     }
 
@@ -215,7 +228,7 @@ impl Sources {
     /// `batch_first` for a batched (3-D) input, `nonlinearity` for an RNN.
     fn assumed(&self, config: &RnnConfig, input_ndim: usize) -> Vec<(&'static str, String)> {
         let mut assumed = Vec::new();
-        if self.batch_first == Source::Default && input_ndim == 3 {
+        if self.batch_first == Source::Default && input_ndim == 3 && !self.cell {
             assumed.push(("batch_first", config.batch_first.to_string()));
         }
         if self.nonlinearity == Source::Default && config.kind == Kind::Rnn {
@@ -461,15 +474,36 @@ pub fn inspect(args: InspectArgs) -> CliResult {
         .load_layers::<f64>(&prefix, config)
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let config = rnn.config();
-    out!("{config}");
+    let cell = dict.is_cell(&prefix);
+    if cell {
+        out!("{}", cell_repr(config));
+        out!("runs as: {config} (the one-layer layer a cell looped over time computes)");
+    } else {
+        out!("{config}");
+    }
     out!("file: {}", args.model.display());
+    out!("format: {}", dict.format());
     out!("prefix: {:?}", prefix);
     if stored.to_string() == dtype.to_string() {
         out!("dtype: {dtype}");
     } else {
         out!("dtype: {stored} (widened exactly to {dtype}, or to the input's dtype by run)");
     }
-    out!(
+    if cell {
+        out!(
+            "kind={}Cell input_size={} hidden_size={}{} bias={}",
+            config.kind.name(),
+            config.input_size,
+            config.hidden_size,
+            if config.kind == Kind::Rnn {
+                format!(" nonlinearity={}", config.nonlinearity)
+            } else {
+                String::new()
+            },
+            config.bias
+        );
+    } else {
+        out!(
         "kind={} input_size={} hidden_size={} num_layers={}{} bias={} batch_first={} dropout={} bidirectional={}{}",
         config.kind.name(),
         config.input_size,
@@ -490,9 +524,13 @@ pub fn inspect(args: InspectArgs) -> CliResult {
             String::new()
         }
     );
-    let sources = Sources::of(&dict, None);
+    }
+    let sources = Sources::of(&dict, &prefix, None);
     out!("options the tensors cannot show:");
     let rows = sources.listing(config);
+    if rows.is_empty() {
+        out!("  none (a cell: run feeds it the sequence (L, N, H_in) one step at a time)");
+    }
     let width = rows
         .iter()
         .map(|(n, v, _)| n.len() + v.len() + 1)
@@ -517,13 +555,22 @@ pub fn inspect(args: InspectArgs) -> CliResult {
         out!("other tensors in the file (ignored): {others}");
     }
     out!("parameters ({} values):", rnn.num_parameters());
+    // A cell's parameters under the cell's own names (weight_ih, not weight_ih_l0).
+    let shown = |name: String| {
+        if cell {
+            name.strip_suffix("_l0").unwrap_or(&name).to_string()
+        } else {
+            name
+        }
+    };
     let width = rnn
         .parameter_names()
-        .iter()
-        .map(String::len)
+        .into_iter()
+        .map(|n| shown(n).len())
         .max()
         .unwrap_or(0);
     for (name, tensor) in rnn.named_parameters() {
+        let name = shown(name);
         out!("  {name:<width$}  {}", tuple(tensor.shape()));
         if args.values {
             let text = match dtype {
@@ -536,6 +583,25 @@ pub fn inspect(args: InspectArgs) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// How torch prints the cell a one-layer configuration stands for: `LSTMCell(10, 20)`,
+/// `RNNCell(3, 5, bias=False, nonlinearity=relu)` (torch's `RNNCellBase.extra_repr`).
+fn cell_repr(config: &RnnConfig) -> String {
+    let mut s = format!(
+        "{}Cell({}, {}",
+        config.kind.name(),
+        config.input_size,
+        config.hidden_size
+    );
+    if !config.bias {
+        s.push_str(", bias=False");
+    }
+    if config.kind == Kind::Rnn && config.nonlinearity != recurrent::Nonlinearity::Tanh {
+        s.push_str(&format!(", nonlinearity={}", config.nonlinearity));
+    }
+    s.push(')');
+    s
 }
 
 /// A shape as Python prints a tuple: `(8,)`, `(8, 6)`.

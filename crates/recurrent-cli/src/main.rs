@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "recurrent",
     version,
-    about = "PyTorch's recurrent layers (torch.nn.RNN, LSTM, GRU) computed exactly, without torch: run, backward, inspect, init and bench models saved as safetensors state dicts",
+    about = "PyTorch's recurrent layers (torch.nn.RNN, LSTM, GRU) computed exactly, without torch: run, backward, inspect, init and bench models saved as state dicts (safetensors, torch.save) or ONNX",
     after_help = "The kind (RNN, LSTM or GRU) comes from the model's tensors. Examples:\n  \
         recurrent init --mode lstm --input-size 10 --hidden-size 20 --batch-first --output m.safetensors\n  \
         recurrent inspect m.safetensors\n  \
@@ -55,8 +55,10 @@ enum Command {
 /// states, and the flags that adjust the stored configuration.
 #[derive(Args, Debug)]
 struct ForwardArgs {
-    /// The state_dict, saved with safetensors.torch.save_file(model.state_dict(), path).
-    #[arg(long, value_name = "M.safetensors")]
+    /// The model: a state_dict saved with safetensors.torch.save_file(model.state_dict(),
+    /// path) or torch.save (zip or legacy; a dict holding one is found by its prefix), a
+    /// cell's (run as the one-layer layer), or an ONNX file; told apart by the bytes.
+    #[arg(long, value_name = "M")]
     model: std::path::PathBuf,
     /// Input (L, H_in), (L, N, H_in) or, with batch_first, (N, L, H_in); float32 or float64.
     #[arg(long, value_name = "X.npy")]
@@ -124,8 +126,9 @@ struct RunArgs {
 /// `recurrent inspect`.
 #[derive(Args, Debug)]
 struct InspectArgs {
-    /// The state_dict of an RNN, LSTM or GRU (safetensors).
-    #[arg(value_name = "M.safetensors")]
+    /// The state_dict of an RNN, LSTM or GRU or of a cell (safetensors, torch.save or
+    /// ONNX).
+    #[arg(value_name = "M")]
     model: std::path::PathBuf,
     /// Key prefix of the layer's tensors, e.g. `encoder.rnn.`; detected when unambiguous.
     #[arg(long, value_name = "P")]

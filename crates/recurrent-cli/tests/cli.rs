@@ -1735,3 +1735,101 @@ fn a_bad_isa_fails_bench_and_run_with_one_line() {
         assert_fails(&o, &[&needle, "this CPU"], &[&out]);
     }
 }
+
+fn formats(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../recurrent/tests/fixtures/formats")
+        .join(name)
+}
+
+/// A cell's state dict, saved by torch.save, runs over a sequence as the one-layer layer
+/// it equals, with torch's numbers for the cell looped over time; `inspect` prints it
+/// as torch does.
+#[test]
+fn a_torch_saved_cell_runs_over_a_sequence_and_inspects_as_a_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, hn, cn) = (
+        dir.path().join("y.npy"),
+        dir.path().join("hn.npy"),
+        dir.path().join("cn.npy"),
+    );
+    let model = formats("cell_lstm.pt");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&formats("cell_lstm_input.npy")),
+        "--output",
+        s(&out),
+        "--hn",
+        s(&hn),
+        "--cn",
+        s(&cn),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("warning"),
+        "a cell has no batch_first: {stderr}"
+    );
+    for (file, want) in [(&out, "output"), (&hn, "hn"), (&cn, "cn")] {
+        let want: ArrayD<f32> = read_npy(formats(&format!("cell_lstm_{want}.npy"))).unwrap();
+        assert_close_f32(&read_npy(file).unwrap(), &want);
+    }
+    let o = run(&["inspect", s(&model)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with("LSTMCell(10, 20)\n"), "{stdout}");
+    assert!(stdout.contains("format: torch.save (zip)"), "{stdout}");
+    assert!(stdout.contains("  weight_ih  (80, 10)"), "{stdout}");
+    let o = run(&["inspect", s(&formats("cell_rnn_relu.safetensors"))]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.starts_with("RNNCell(3, 5, nonlinearity=relu)\n"),
+        "{stdout}"
+    );
+}
+
+/// torch.save files run (legacy container, bfloat16 storage); a file whose pickle would
+/// run code is refused in one line, and nothing is written.
+#[test]
+fn torch_save_files_run_and_a_pickle_that_runs_code_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("y.npy");
+    let model = formats("pt_gru_bf16_legacy.pt");
+    let o = run(&["inspect", s(&model)]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("format: torch.save (legacy)"), "{stdout}");
+    assert!(stdout.contains("dtype: bfloat16"), "{stdout}");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&model),
+        "--input",
+        s(&formats("pt_gru_bf16_legacy_input.npy")),
+        "--output",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: ArrayD<f32> = read_npy(formats("pt_gru_bf16_legacy_output.npy")).unwrap();
+    assert_close_f32(&read_npy(&out).unwrap(), &want);
+
+    let out = dir.path().join("evil.npy");
+    let evil = formats("bad_evil_global.pt");
+    let o = run(&[
+        "run",
+        "--model",
+        s(&evil),
+        "--input",
+        s(&formats("pt_gru_bf16_legacy_input.npy")),
+        "--output",
+        s(&out),
+    ]);
+    assert_fails(
+        &o,
+        &["bad_evil_global.pt", "posix.system", "refused"],
+        &[&out],
+    );
+    no_temp_files(dir.path());
+}

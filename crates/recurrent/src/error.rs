@@ -309,6 +309,27 @@ pub enum Error {
         config: String,
     },
 
+    /// A `torch.save` file whose pickle names a Python global other than those torch
+    /// needs to rebuild tensors and plain containers (what `torch.load(weights_only=True)`
+    /// accepts): only running the file's code could build what it holds, and this
+    /// library never runs it. A whole module saved with `torch.save(model)` is one such
+    /// file; save `model.state_dict()` instead.
+    #[error(
+        "{}: refused: it holds a {global} object, which only running the file's code could build; recurrent reads tensors and plain containers only (what torch.load(weights_only=True) accepts) and never runs a file's code{}",
+        path.display(),
+        if global.starts_with("torch.nn.") {
+            " (a whole module saved with torch.save(model): save model.state_dict() instead)"
+        } else {
+            ""
+        }
+    )]
+    PickleGlobal {
+        /// The file.
+        path: PathBuf,
+        /// The global, as `module.name` (`posix.system`, `torch.nn.modules.rnn.LSTM`).
+        global: String,
+    },
+
     /// A file could not be parsed.
     #[error("{}: {message}", path.display())]
     Format {

@@ -17,3 +17,4 @@ pub mod differential;
 pub mod npy_reader;
 pub mod safetensors_reader;
 pub mod state_dict_loader;
+pub mod torch_reader;

@@ -118,6 +118,64 @@ load_as!(Rnn, Kind::Rnn);
 load_as!(Lstm, Kind::Lstm);
 load_as!(Gru, Kind::Gru);
 
+/// `RnnCell::load`, `LstmCell::load`, `GruCell::load`: the cell a state dict holds (a
+/// cell's own, or a one-layer, one-direction layer's, which is the same computation).
+macro_rules! load_cell_as {
+    ($ty:ident, $kind:expr, |$c:ident, $tensors:ident| $build:expr) => {
+        impl<T: Float> crate::cells::$ty<T> {
+            #[doc = concat!(
+                "Loads the ", stringify!($ty), " a state dict holds: a cell's own tensors ",
+                "(`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`, as torch names a cell's), or ",
+                "those of a one-layer, one-direction layer (`weight_ih_l0`, ...), which computes ",
+                "the same step. Any format `recurrent::load` reads; `prefix` as there.\n\n",
+                "```no_run\n",
+                "let cell = recurrent::", stringify!($ty), "::<f32>::load(\"cell.pt\", None)?;\n",
+                "println!(\"{cell}\");\n",
+                "# Ok::<(), recurrent::Error>(())\n",
+                "```\n\n",
+                "# Errors\n",
+                "As [`crate::load`]'s; [`Error::WrongKind`] when the file holds another kind; ",
+                "[`Error::UnsupportedModel`] for a layer with more than one layer, two ",
+                "directions or a projection, which no cell computes.",
+            )]
+            pub fn load(path: impl AsRef<Path>, prefix: Option<&str>) -> Result<Self> {
+                let path = path.as_ref();
+                let layers = load_layers::<T>(path, prefix)?;
+                let $c = layers.config().clone();
+                if $c.kind != $kind {
+                    return Err(Error::WrongKind {
+                        path: path.to_path_buf(),
+                        found: $c.kind.name(),
+                        wanted: $kind.name(),
+                        config: $c.to_string(),
+                    });
+                }
+                if $c.num_layers != 1 || $c.bidirectional || $c.proj_size != 0 {
+                    return Err(Error::UnsupportedModel(format!(
+                        "{}: holds {}, which no single cell computes (a cell is one layer, one direction, no projection)",
+                        path.display(),
+                        $c
+                    )));
+                }
+                let $tensors = layers.named_parameters().map(|(name, t)| {
+                    (name.trim_end_matches("_l0").to_string(), t.to_owned())
+                });
+                $build
+            }
+        }
+    };
+}
+
+load_cell_as!(RnnCell, Kind::Rnn, |c, tensors| {
+    crate::cells::RnnCell::from_named(c.input_size, c.hidden_size, c.bias, c.nonlinearity, tensors)
+});
+load_cell_as!(LstmCell, Kind::Lstm, |c, tensors| {
+    crate::cells::LstmCell::from_named(c.input_size, c.hidden_size, c.bias, tensors)
+});
+load_cell_as!(GruCell, Kind::Gru, |c, tensors| {
+    crate::cells::GruCell::from_named(c.input_size, c.hidden_size, c.bias, tensors)
+});
+
 /// The one loading path of [`load`], `Rnn::load`, `Lstm::load` and `Gru::load`: reads
 /// the state dict, resolves the prefix (detected when `None`), infers the configuration
 /// (torch's defaults for what the metadata does not record) and converts to `T`.

@@ -233,8 +233,8 @@ fn fold_weight_norm(
 /// Renames each cell's tensors (`P.weight_ih`, `P.weight_hh`, `P.bias_ih`, `P.bias_hh`,
 /// as `torch.nn.LSTMCell` and friends name them) to the one-layer layer's
 /// (`P.weight_ih_l0`, ...), where nothing under `P` already has a layer name, and returns
-/// the prefixes renamed, sorted.
-fn index_cells(entries: &mut HashMap<String, Entry>) -> Vec<String> {
+/// the prefixes renamed, sorted, and each renamed tensor's file name with its index name.
+fn index_cells(entries: &mut HashMap<String, Entry>) -> (Vec<String>, HashMap<String, String>) {
     const CELL: [&str; 4] = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
     let mut prefixes: Vec<String> = entries
         .keys()
@@ -249,14 +249,18 @@ fn index_cells(entries: &mut HashMap<String, Entry>) -> Vec<String> {
             .any(|n| entries.contains_key(&format!("{p}{n}_l0")))
     });
     prefixes.sort();
+    let mut renamed = HashMap::new();
     for p in &prefixes {
         for n in CELL {
-            if let Some(e) = entries.remove(&format!("{p}{n}")) {
-                entries.insert(format!("{p}{n}_l0"), e);
+            let file_name = format!("{p}{n}");
+            if let Some(e) = entries.remove(&file_name) {
+                let index_name = format!("{p}{n}_l0");
+                entries.insert(index_name.clone(), e);
+                renamed.insert(file_name, index_name);
             }
         }
     }
-    prefixes
+    (prefixes, renamed)
 }
 
 /// The file formats a [`StateDict`] is read from, told apart by the file's bytes (never
@@ -299,6 +303,7 @@ pub(crate) fn looks_like_safetensors(bytes: &[u8]) -> bool {
 /// One tensor of a state dict read from a format other than safetensors (torch.save,
 /// ONNX): its torch name, dtype, shape and little-endian row-major bytes.
 #[derive(Debug, Clone)]
+#[allow(dead_code)] // built only by the optional torch.save and ONNX readers
 pub(crate) struct RawTensor {
     pub name: String,
     pub dtype: StDtype,
@@ -317,6 +322,9 @@ pub struct StateDict {
     metadata: HashMap<String, String>,
     /// Prefixes whose tensors were a cell's (`weight_ih`, ...), indexed as layer 0.
     cells: Vec<String>,
+    /// A cell's tensors: the file's name (`weight_ih`) and the index's (`weight_ih_l0`).
+    /// Both resolve; [`StateDict::names`] lists the file's.
+    cell_names: HashMap<String, String>,
 }
 
 impl StateDict {
@@ -392,6 +400,7 @@ impl StateDict {
 
     /// Indexes tensors read from another format: each tensor's bytes are checked against
     /// its dtype and shape, a name given twice is refused.
+    #[allow(dead_code)] // called only by the optional torch.save and ONNX readers
     pub(crate) fn from_raw(
         path: PathBuf,
         format: FileFormat,
@@ -443,7 +452,7 @@ impl StateDict {
         metadata: HashMap<String, String>,
     ) -> Result<Self> {
         fold_weight_norm(&path, &mut data, &mut entries)?;
-        let cells = index_cells(&mut entries);
+        let (cells, cell_names) = index_cells(&mut entries);
         Ok(StateDict {
             path,
             format,
@@ -451,6 +460,7 @@ impl StateDict {
             entries,
             metadata,
             cells,
+            cell_names,
         })
     }
 
@@ -473,15 +483,36 @@ impl StateDict {
     }
 
     /// Every tensor name, sorted.
+    ///
+    /// These are the file's names: a cell's `weight_ih` is listed as such, though the
+    /// layer it is indexed as names it `weight_ih_l0` (both resolve).
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+        let renamed: HashMap<&str, &str> = self
+            .cell_names
+            .iter()
+            .map(|(file, index)| (index.as_str(), file.as_str()))
+            .collect();
+        let mut names: Vec<&str> = self
+            .entries
+            .keys()
+            .map(|k| renamed.get(k.as_str()).copied().unwrap_or(k))
+            .collect();
         names.sort_unstable();
         names
     }
 
+    /// The entry of tensor `name`, under the file's name or the index's.
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name).or_else(|| {
+            self.cell_names
+                .get(name)
+                .and_then(|index| self.entries.get(index))
+        })
+    }
+
     /// The shape of tensor `name`, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.entries.get(name).map(|e| e.shape.as_slice())
+        self.get(name).map(|e| e.shape.as_slice())
     }
 
     /// Every prefix under which a recurrent layer's `weight_ih_l0` sits, sorted
@@ -562,7 +593,7 @@ impl StateDict {
     }
 
     fn entry(&self, name: &str) -> Result<&Entry> {
-        self.entries.get(name).ok_or_else(|| Error::MissingTensor {
+        self.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             path: self.path.clone(),
         })
@@ -921,6 +952,28 @@ pub fn save<T: Float>(
     path: impl AsRef<Path>,
     extra_metadata: &HashMap<String, String>,
 ) -> Result<()> {
+    let dtype = match T::DTYPE {
+        Dtype::F32 => StoredDtype::F32,
+        Dtype::F64 => StoredDtype::F64,
+    };
+    save_as(model, path, dtype, extra_metadata)
+}
+
+/// [`save`] in another dtype: the state dict as torch would hold it after
+/// `model.half()` ([`StoredDtype::F16`]), `model.to(torch.bfloat16)` ([`StoredDtype::BF16`]),
+/// `.float()` or `.double()`; what a layer loaded from a half-precision file is saved back
+/// in ([`StateDict::stored_dtype`] tells which). Each value is rounded to nearest, ties to
+/// even, as torch's conversions do, so a float16 or bfloat16 file loaded (widened exactly)
+/// and saved back this way is the same bytes.
+///
+/// # Errors
+/// As [`save`].
+pub fn save_as<T: Float>(
+    model: &impl AsRef<Layers<T>>,
+    path: impl AsRef<Path>,
+    dtype: StoredDtype,
+    extra_metadata: &HashMap<String, String>,
+) -> Result<()> {
     let rnn = model.as_ref();
     let path = path.as_ref();
     let config = rnn.config();
@@ -932,9 +985,33 @@ pub fn save<T: Float>(
     );
     metadata.insert(META_BATCH_FIRST.to_string(), config.batch_first.to_string());
     metadata.insert(META_DROPOUT.to_string(), config.dropout.to_string());
-
-    let tensors: Vec<(String, ArrayViewD<'_, T>)> = rnn.named_parameters().collect();
-    save_tensors(path, &tensors, metadata)
+    let (st_dtype, encode): (StDtype, fn(f64, &mut Vec<u8>)) = match dtype {
+        StoredDtype::F16 => (StDtype::F16, |x, out| {
+            out.extend_from_slice(&half::f16::from_f64(x).to_le_bytes())
+        }),
+        StoredDtype::BF16 => (StDtype::BF16, |x, out| {
+            out.extend_from_slice(&half::bf16::from_f64(x).to_le_bytes())
+        }),
+        StoredDtype::F32 => (StDtype::F32, |x, out| {
+            out.extend_from_slice(&(x as f32).to_le_bytes())
+        }),
+        StoredDtype::F64 => (StDtype::F64, |x, out| {
+            out.extend_from_slice(&x.to_le_bytes())
+        }),
+    };
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = rnn
+        .named_parameters()
+        .map(|(name, t)| {
+            let mut bytes = Vec::with_capacity(t.len() * st_dtype.bitsize() / 8);
+            for &v in t.iter() {
+                encode(v.as_f64(), &mut bytes);
+            }
+            (name, t.shape().to_vec(), bytes)
+        })
+        .collect();
+    let mut set = super::OutputSet::new();
+    stage_buffers(&mut set, path, st_dtype, &buffers, metadata)?;
+    set.commit()
 }
 
 /// Writes named tensors (in the given order) as a safetensors file with `metadata`,
@@ -964,29 +1041,40 @@ pub fn stage_tensors<T: Float>(
     tensors: &[(String, ArrayViewD<'_, T>)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let path = path.as_ref();
     let dtype = match T::DTYPE {
         Dtype::F32 => StDtype::F32,
         Dtype::F64 => StDtype::F64,
     };
-    let buffers: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
             let mut bytes = Vec::with_capacity(t.len() * std::mem::size_of::<T>());
             for &v in t.iter() {
                 v.extend_le_bytes(&mut bytes);
             }
-            (name.as_str(), t.shape().to_vec(), bytes)
+            (name.clone(), t.shape().to_vec(), bytes)
         })
         .collect();
+    stage_buffers(set, path.as_ref(), dtype, &buffers, metadata)
+}
+
+/// Serialises `buffers` (name, shape, little-endian bytes of `dtype`) with `metadata` as
+/// one output of `set`.
+fn stage_buffers(
+    set: &mut super::OutputSet,
+    path: &Path,
+    dtype: StDtype,
+    buffers: &[(String, Vec<usize>, Vec<u8>)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let format_err = |e: safetensors::SafeTensorError| Error::Format {
         path: path.to_path_buf(),
         message: format!("cannot serialise: {e}"),
     };
     let mut views = Vec::with_capacity(buffers.len());
-    for (name, shape, bytes) in &buffers {
+    for (name, shape, bytes) in buffers {
         views.push((
-            *name,
+            name.as_str(),
             TensorView::new(dtype, shape.clone(), bytes).map_err(format_err)?,
         ));
     }

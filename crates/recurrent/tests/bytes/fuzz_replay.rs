@@ -218,6 +218,14 @@ fn replay_state_dict_loader() {
     });
 }
 
+#[cfg(feature = "torch")]
+#[test]
+fn replay_torch_reader() {
+    replay("replay_torch_reader", "torch_reader", |p| {
+        fuzz_common::torch_reader::run(&bytes(p))
+    });
+}
+
 #[test]
 fn replay_differential() {
     replay("replay_differential", "differential", |p| {

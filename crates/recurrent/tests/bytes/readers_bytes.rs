@@ -262,6 +262,20 @@ proptest! {
         }
     }
 
+    /// Real torch.save files (zip and legacy), mutated. The zip container's checksums
+    /// catch most edits of a zip file; the legacy one's pickles have none, so the global
+    /// scan and the pickle reader see every edit.
+    #[cfg(feature = "torch")]
+    #[test]
+    fn torch_reader_takes_mutated_files(
+        seed in any::<Index>(),
+        mutations in proptest::collection::vec(mutation(), 1..5),
+    ) {
+        let seeds = seeds("torch_reader");
+        let file = mutate(seed.get(&seeds).clone(), &mutations);
+        fuzz_common::torch_reader::run(&file);
+    }
+
     #[test]
     fn safetensors_reader_takes_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         fuzz_common::safetensors_reader::run(&bytes);

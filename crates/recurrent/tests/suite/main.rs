@@ -17,6 +17,9 @@ mod cells;
 mod dropout;
 mod errors;
 mod errors_family;
+// torch.save files need the `torch` feature (on by default); without it they are refused.
+#[cfg(feature = "torch")]
+mod formats;
 mod gradients;
 mod loading;
 mod optim;
@@ -41,4 +44,17 @@ fn the_suite_runs_on_the_path_recurrent_isa_names() {
     let want = recurrent::Isa::select(value.as_deref());
     assert_eq!(recurrent::isa().ok(), want.ok(), "RECURRENT_ISA={value:?}");
     eprintln!("kernel path: {:?}", recurrent::isa().ok());
+}
+
+/// Without the `torch` feature a torch.save file is refused, saying how to read it.
+#[cfg(not(feature = "torch"))]
+#[test]
+fn without_the_torch_feature_a_torch_save_file_says_what_to_do() {
+    let file = common::fixtures().join("formats/pt_lstm_zip.pt");
+    let message = recurrent::load::<f32>(&file, None).unwrap_err().to_string();
+    assert!(message.contains("`torch` feature"), "{message}");
+    // The global scan runs all the same: a file that would run code says so.
+    let file = common::fixtures().join("formats/bad_evil_global.pt");
+    let message = recurrent::load::<f32>(&file, None).unwrap_err().to_string();
+    assert!(message.contains("posix.system"), "{message}");
 }
