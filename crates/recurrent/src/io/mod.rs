@@ -21,10 +21,12 @@
 
 pub mod npy;
 mod onnx;
+mod raw;
 pub mod safetensors;
+mod state_dict;
 mod torch;
 
-pub use safetensors::{FileFormat, StateDict};
+pub use state_dict::{FileFormat, StateDict, StoredDtype};
 
 use std::fs;
 use std::io::Write;
@@ -48,7 +50,7 @@ use crate::params::Layers;
 ///
 /// The tensors cannot show `batch_first`, `nonlinearity` and `dropout`: they come from
 /// the file's metadata, and are torch's defaults (`false`, `tanh`, `0`) where it does
-/// not record them ([`safetensors::StateDict::records`] tells which).
+/// not record them ([`StateDict::records`] tells which).
 ///
 /// ```no_run
 /// use recurrent::Layer;
@@ -180,7 +182,7 @@ load_cell_as!(GruCell, Kind::Gru, |c, tensors| {
 /// the state dict, resolves the prefix (detected when `None`), infers the configuration
 /// (torch's defaults for what the metadata does not record) and converts to `T`.
 pub(crate) fn load_layers<T: Float>(path: &Path, prefix: Option<&str>) -> Result<Layers<T>> {
-    let dict = safetensors::StateDict::read(path)?;
+    let dict = StateDict::read(path)?;
     let prefix = dict.resolve_prefix(prefix)?;
     let config = dict.infer_config(&prefix)?;
     dict.load_layers(&prefix, config)

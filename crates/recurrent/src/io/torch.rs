@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use super::safetensors::StateDict;
+use super::raw::{FileFormat, RawTensor};
 use crate::error::{Error, Result};
 
 /// The legacy format's magic number, 0x1950a86a20f9469cfc6c, as a pickle `LONG1` holds
@@ -87,14 +87,12 @@ fn allowed_global(module: &str, name: &str) -> bool {
     }
 }
 
-/// Reads a `torch.save` file's tensors as a state dict, after checking that its pickle
-/// names no global beyond [`allowed_global`]'s.
+/// Reads a `torch.save` file's tensors (nested dictionaries' keys joined with `.`),
+/// after checking that its pickle names no global beyond [`allowed_global`]'s.
 #[cfg(feature = "torch")]
-pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<StateDict> {
-    use super::safetensors::{FileFormat, RawTensor};
+pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<(FileFormat, Vec<RawTensor>)> {
     use pytorch_reader::{DType, PytorchReader};
     use safetensors::tensor::Dtype as StDtype;
-    use std::collections::HashMap;
 
     let bad = |message: String| Error::Format {
         path: path.to_path_buf(),
@@ -144,12 +142,12 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<StateDict> {
             bytes: data,
         });
     }
-    StateDict::from_raw(path.to_path_buf(), format, tensors, HashMap::new())
+    Ok((format, tensors))
 }
 
 /// Without the `torch` feature a `torch.save` file is refused, saying so.
 #[cfg(not(feature = "torch"))]
-pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<StateDict> {
+pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<(FileFormat, Vec<RawTensor>)> {
     check_globals(path, bytes)?;
     Err(Error::Format {
         path: path.to_path_buf(),
