@@ -33,14 +33,14 @@
 
 use std::fmt;
 
-use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMutD, Axis, CowArray, Ix2};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, ArrayViewMutD, Axis, CowArray, Ix2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
 use crate::error::{Error, Result};
-use crate::forward::matmul_acc;
+use crate::forward::{StepScratch, StepWeights};
 use crate::module::LstmState;
 use crate::params::{uniform_init, DirectionParams, Packed};
 use crate::state::{IntoHidden, IntoLstmState};
@@ -311,58 +311,50 @@ impl<T: Float> Core<T> {
         Ok((x, checked, unbatched))
     }
 
-    /// `bias + x W_ihᵀ`, `(N, G*H)`, standard layout.
-    fn project_input(&self, x: &ArrayView2<'_, T>, bias: Option<&Array1<T>>) -> Array2<T> {
-        let mut y = Array2::zeros((x.nrows(), self.params.w_ih.nrows()));
-        let beta = match bias {
-            Some(b) => {
-                y.assign(b);
-                T::one()
-            }
-            None => T::zero(),
+    /// One step through the kind's cell (`forward::StepWeights::step`, the one home of
+    /// each kind's gate math, which the layers and the streams run too): returns `(h',
+    /// c')`, each `(N, H)` (`c'` zeros but for an LSTM). A state not given is zeros; its
+    /// product with `W_hhᵀ` is then skipped when that is exactly zero (`W_hh` finite:
+    /// `0 · NaN` and `0 · ∞` are NaN, as in torch).
+    fn step(
+        &self,
+        nonlinearity: Nonlinearity,
+        x: &CowArray<'_, T, Ix2>,
+        h: Option<&CowArray<'_, T, Ix2>>,
+        c: Option<&CowArray<'_, T, Ix2>>,
+    ) -> (Array2<T>, Array2<T>) {
+        let (batch, hidden) = (x.nrows(), self.hidden_size);
+        let owned = |s: Option<&CowArray<'_, T, Ix2>>| {
+            s.map_or_else(|| Array2::zeros((batch, hidden)), |s| s.to_owned())
         };
-        if x.ncols() > 0 && !y.is_empty() {
-            matmul_acc(
-                x,
-                &self.packed.w_ih_t,
-                beta,
-                &mut y.view_mut(),
-                rayon::current_num_threads(),
-            );
+        let (mut h_new, mut c_new) = (owned(h), owned(c));
+        if batch == 0 || hidden == 0 {
+            return (h_new, c_new);
         }
-        y
-    }
-
-    /// `y += h W_hhᵀ`.
-    fn add_hidden(&self, h: &ArrayView2<'_, T>, y: &mut Array2<T>) {
-        if h.ncols() > 0 && !y.is_empty() {
-            matmul_acc(
-                h,
-                &self.packed.w_hh_t,
-                T::one(),
-                &mut y.view_mut(),
-                rayon::current_num_threads(),
-            );
-        }
-    }
-
-    /// `x W_ihᵀ + h W_hhᵀ + (b_ih + b_hh)` for every gate (RNN, LSTM); see
-    /// [`Core::add_state`] for a state of zeros (`None`).
-    fn gates(&self, x: &ArrayView2<'_, T>, h: Option<&CowArray<'_, T, Ix2>>) -> Array2<T> {
-        let mut gates = self.project_input(x, self.packed.bias.as_ref());
-        self.add_state(h, &mut gates);
-        gates
-    }
-
-    /// `y += h W_hhᵀ`, `h` zeros when `None`: then the product is skipped when it is
-    /// exactly zero, that is when `W_hh` is finite (`0 · NaN` and `0 · ∞` are NaN, as in
-    /// torch).
-    fn add_state(&self, h: Option<&CowArray<'_, T, Ix2>>, y: &mut Array2<T>) {
-        match h {
-            Some(h) => self.add_hidden(&h.view(), y),
-            None if self.packed.w_hh_finite => {}
-            None => self.add_hidden(&Array2::zeros((y.nrows(), self.hidden_size)).view(), y),
-        }
+        let threads = rayon::current_num_threads();
+        let w = StepWeights::new(
+            self.kind,
+            nonlinearity,
+            &self.packed,
+            hidden,
+            false,
+            h.is_none(),
+        );
+        let mut gx = Array2::zeros((batch, self.kind.gate_count() * hidden));
+        w.project_input(&x.view(), &mut gx.view_mut(), threads);
+        let mut scratch = StepScratch::new(&w, batch);
+        let running = vec![1; batch];
+        w.step(
+            &mut scratch,
+            gx.view(),
+            h_new.view_mut(),
+            c_new.view_mut(),
+            true,
+            0,
+            &running,
+            threads,
+        );
+        (h_new, c_new)
     }
 
     /// Removes the batch axis again for an unbatched input.
@@ -397,34 +389,6 @@ impl<T: Float> Core<T> {
 /// A cell's checked input and states: batched `(N, W)`, standard layout; and whether the
 /// input was unbatched.
 type Checked<'a, T> = (CowArray<'a, T, Ix2>, Vec<CowArray<'a, T, Ix2>>, bool);
-
-/// All elements of a checked (standard-layout) state, row after row.
-fn state_slice<'b, T: Float>(state: &'b CowArray<'_, T, Ix2>) -> &'b [T] {
-    state
-        .as_slice()
-        .expect("checked states are in standard layout") // ok: made so by Core::check
-}
-
-/// The rows of a fresh `(N, W)` array as contiguous slices.
-fn rows_mut<T: Float>(a: &mut Array2<T>) -> std::slice::ChunksExactMut<'_, T> {
-    let width = a.ncols().max(1);
-    a.as_slice_mut()
-        .expect("a fresh array is in standard layout") // ok: only called on fresh arrays
-        .chunks_exact_mut(width)
-}
-
-/// The logistic function `1 / (1 + exp(-x))` of every element, as `(1 + tanh(x/2)) / 2`
-/// so that it runs on the vectorised `tanh` (f32); within a few 1e-8 of the direct form.
-fn sigmoid_slice<T: Float>(xs: &mut [T]) {
-    let half = T::of(0.5);
-    for x in xs.iter_mut() {
-        *x *= half;
-    }
-    T::tanh_slice(xs);
-    for x in xs.iter_mut() {
-        *x = half + half * *x;
-    }
-}
 
 /// Defines the parameter access every cell shares. `$ctor` is the argument list of the
 /// type's `seeded` constructor in the examples, before the seed.
@@ -671,13 +635,7 @@ impl<T: Float> RnnCell<T> {
         let hx = hx.into_hidden();
         let states: Vec<ArrayViewD<'_, T>> = hx.into_iter().collect();
         let (x, states, unbatched) = self.core.check(input, &states)?;
-        let mut h = self.core.gates(&x.view(), states.first());
-        if let Some(all) = h.as_slice_mut() {
-            match self.nonlinearity {
-                Nonlinearity::Tanh => T::tanh_slice(all),
-                Nonlinearity::Relu => all.iter_mut().for_each(|v| *v = v.relu()),
-            }
-        }
+        let (h, _) = self.core.step(self.nonlinearity, &x, states.first(), None);
         Ok(Core::finish(h, unbatched))
     }
 }
@@ -780,52 +738,9 @@ impl<T: Float> LstmCell<T> {
             None => Vec::new(),
         };
         let (x, states, unbatched) = self.core.check(input, &states)?;
-        let hidden = self.core.hidden_size;
-        let batch = x.nrows();
-        let mut h = Array2::zeros((batch, hidden));
-        let mut c = Array2::zeros((batch, hidden));
-        if hidden > 0 {
-            let mut gates = self.core.gates(&x.view(), states.first());
-            let cx = states.get(1).map(state_slice);
-            for (n, ((row, h_row), c_row)) in rows_mut(&mut gates)
-                .zip(rows_mut(&mut h))
-                .zip(rows_mut(&mut c))
-                .enumerate()
-            {
-                let (i, rest) = row.split_at_mut(hidden);
-                let (f, rest) = rest.split_at_mut(hidden);
-                let (g, o) = rest.split_at_mut(hidden);
-                sigmoid_slice(i);
-                sigmoid_slice(f);
-                T::tanh_slice(g);
-                sigmoid_slice(o);
-                // c' = f c + i g (torch: forgetgate * cx + ingate * cellgate).
-                match cx {
-                    Some(cx) => {
-                        let cx = &cx[n * hidden..(n + 1) * hidden];
-                        let fc = f.iter().zip(cx);
-                        let ig = i.iter().zip(g.iter());
-                        for (c_new, ((&fj, &cj), (&ij, &gj))) in c_row.iter_mut().zip(fc.zip(ig)) {
-                            *c_new = fj * cj + ij * gj;
-                        }
-                    }
-                    None => {
-                        // f · 0 is NaN when f is: computed, as torch does.
-                        let fc = f.iter().map(|&fj| fj * T::zero());
-                        let ig = i.iter().zip(g.iter());
-                        for (c_new, (fc, (&ij, &gj))) in c_row.iter_mut().zip(fc.zip(ig)) {
-                            *c_new = fc + ij * gj;
-                        }
-                    }
-                }
-                // h' = o tanh(c').
-                h_row.copy_from_slice(c_row);
-                T::tanh_slice(h_row);
-                for (h_new, &oj) in h_row.iter_mut().zip(o.iter()) {
-                    *h_new = oj * *h_new;
-                }
-            }
-        }
+        let (h, c) = self
+            .core
+            .step(Nonlinearity::Tanh, &x, states.first(), states.get(1));
         Ok((Core::finish(h, unbatched), Core::finish(c, unbatched)))
     }
 }
@@ -921,60 +836,7 @@ impl<T: Float> GruCell<T> {
         let hx = hx.into_hidden();
         let states: Vec<ArrayViewD<'_, T>> = hx.into_iter().collect();
         let (x, states, unbatched) = self.core.check(input, &states)?;
-        let core = &self.core;
-        let hidden = core.hidden_size;
-        let batch = x.nrows();
-        let mut h = Array2::zeros((batch, hidden));
-        if hidden > 0 {
-            // As ATen: gi = x W_ihᵀ + b_ih and gh = h W_hhᵀ + b_hh, kept apart because r
-            // multiplies gh's n part, bias included.
-            let mut gi = core.project_input(&x.view(), core.params.b_ih.as_ref());
-            let mut gh = Array2::zeros(gi.raw_dim());
-            if let Some(b_hh) = &core.params.b_hh {
-                gh.assign(b_hh);
-            }
-            core.add_state(states.first(), &mut gh);
-            let hx = states.first().map(state_slice);
-            for (n, ((gi, gh), h_row)) in rows_mut(&mut gi)
-                .zip(rows_mut(&mut gh))
-                .zip(rows_mut(&mut h))
-                .enumerate()
-            {
-                let (r, rest) = gi.split_at_mut(hidden);
-                let (z, cand) = rest.split_at_mut(hidden);
-                let (hr, rest) = gh.split_at_mut(hidden);
-                let (hz, hn) = rest.split_at_mut(hidden);
-                // r = σ(gh_r + gi_r), z = σ(gh_z + gi_z), both in place in gi.
-                for (a, &b) in r.iter_mut().zip(hr.iter()) {
-                    *a = b + *a;
-                }
-                for (a, &b) in z.iter_mut().zip(hz.iter()) {
-                    *a = b + *a;
-                }
-                sigmoid_slice(r);
-                sigmoid_slice(z);
-                // n = tanh(gi_n + r gh_n).
-                for ((a, &b), &rj) in cand.iter_mut().zip(hn.iter()).zip(r.iter()) {
-                    *a += b * rj;
-                }
-                T::tanh_slice(cand);
-                // h' = (h - n) z + n, with h = 0 when hx is not given.
-                match hx {
-                    Some(hx) => {
-                        let hx = &hx[n * hidden..(n + 1) * hidden];
-                        let hn = hx.iter().zip(cand.iter());
-                        for (h_new, ((&hj, &nj), &zj)) in h_row.iter_mut().zip(hn.zip(z.iter())) {
-                            *h_new = (hj - nj) * zj + nj;
-                        }
-                    }
-                    None => {
-                        for ((h_new, &nj), &zj) in h_row.iter_mut().zip(cand.iter()).zip(z.iter()) {
-                            *h_new = (T::zero() - nj) * zj + nj;
-                        }
-                    }
-                }
-            }
-        }
+        let (h, _) = self.core.step(Nonlinearity::Tanh, &x, states.first(), None);
         Ok(Core::finish(h, unbatched))
     }
 }
@@ -990,24 +852,6 @@ impl<T: Float> fmt::Display for GruCell<T> {
 mod tests {
     use super::*;
     use ndarray::Array1;
-
-    #[test]
-    fn cells_sigmoid_slice_matches_the_direct_form() {
-        let xs: Vec<f64> = (-400..=400).map(|i| f64::from(i) * 0.05).collect();
-        let mut f32s: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
-        let mut f64s = xs.clone();
-        sigmoid_slice(&mut f32s);
-        sigmoid_slice(&mut f64s);
-        for ((&x, &a), &b) in xs.iter().zip(&f32s).zip(&f64s) {
-            let want = 1.0 / (1.0 + (-x).exp());
-            assert!((f64::from(a) - want).abs() < 1e-7, "f32 sigmoid({x})");
-            assert!((b - want).abs() < 1e-15, "f64 sigmoid({x})");
-        }
-        let mut odd = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
-        sigmoid_slice(&mut odd);
-        assert!(odd[0].is_nan());
-        assert_eq!(&odd[1..], &[1.0, 0.0]);
-    }
 
     #[test]
     fn cells_packed_layouts_follow_set_parameter() {

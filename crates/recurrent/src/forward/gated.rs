@@ -12,7 +12,7 @@ use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayVie
 
 use ndarray::ShapeBuilder;
 
-use super::direction::matmul_acc;
+use super::cell::{StepScratch, StepWeights};
 use super::pair::{run_parts, SharedPtr};
 use super::{row_slice, row_slice_mut};
 use crate::config::{Kind, Nonlinearity};
@@ -149,25 +149,12 @@ fn scan<T: Float>(
             .view_mut()
             .into_shape_with_order((rows, gates))
             .expect("fresh array reshapes to rows"); // ok: allocated just above
-        let bias = match kind {
-            // r multiplies b_hn: only b_in goes into the projection's n part.
-            Kind::Gru => packed.gru_bias.as_ref().map(|(projection, _)| projection),
-            _ => packed.bias.as_ref(),
-        };
-        let beta = match bias {
-            Some(b) => {
-                gx2.assign(b);
-                T::one()
-            }
-            None => T::zero(),
-        };
-        matmul_acc(&x2, &packed.w_ih_t, beta, &mut gx2, threads);
+        StepWeights::new(kind, nonlinearity, packed, hidden, reverse, false).project_input(
+            &x2.view(),
+            &mut gx2,
+            threads,
+        );
     }
-    let b_hn = match kind {
-        Kind::Gru => packed.gru_bias.as_ref().map(|(_, b_hn)| b_hn),
-        _ => None,
-    };
-
     // 2. The steps, in time-major views.
     let (gx, mut output) = if batch_first {
         (
@@ -178,18 +165,7 @@ fn scan<T: Float>(
         (gx.view(), output)
     };
     let seq_len = gx.len_of(Axis(0));
-    let step = StepWeights {
-        kind,
-        nonlinearity,
-        packed,
-        b_hn: b_hn.and_then(|b| b.as_slice()),
-        parts: match packed.split {
-            Some(split) => vec![0..split, split..hidden],
-            None => std::iter::once(0..hidden).collect(),
-        },
-        reverse,
-        zero_start: h0.is_none() && packed.w_hh_finite,
-    };
+    let step = StepWeights::new(kind, nonlinearity, packed, hidden, reverse, h0.is_none());
     // The path depends on the shapes and `threads` only (see `forward/pair.rs`).
     if threads >= 2
         && (batch < 16 || gates * h_out * std::mem::size_of::<T>() >= LOCKSTEP_MIN_WEIGHT_BYTES)
@@ -239,149 +215,6 @@ const SPLIT_SCAN_MIN_MACS: usize = 1 << 22;
 /// both streaming all of it.
 const LOCKSTEP_MIN_WEIGHT_BYTES: usize = 4 << 20;
 
-/// What every step of one direction needs besides the data.
-struct StepWeights<'a, T> {
-    kind: Kind,
-    nonlinearity: Nonlinearity,
-    packed: &'a Packed<T>,
-    /// A GRU's `b_hn`, in unit order.
-    b_hn: Option<&'a [T]>,
-    /// The ranges of hidden units whose gate columns lie together in the packed layout
-    /// (`Packed::split`); part `a..b` has columns `G·a..G·b`.
-    parts: Vec<std::ops::Range<usize>>,
-    /// Whether the direction runs from the last step to the first.
-    reverse: bool,
-    /// Whether the initial state is zeros (no h_0 given) and `W_hh` finite: the first
-    /// step's product with `W_hhᵀ` is then exactly zero and skipped. (With a NaN or an
-    /// infinity in `W_hh` it is NaN, as in torch, and computed.)
-    zero_start: bool,
-}
-
-impl<T: Float> StepWeights<'_, T> {
-    /// One step of one part of the units for every sequence of the batch: `g` holds the
-    /// part's gate columns of `h_{t-1} W_hhᵀ` (overwritten), `x` those of the input
-    /// projection; `h` holds the part's units of `h_{t-1}` and receives `h_t` (for an
-    /// LSTM with projections, the cell output `o · tanh(c_t)` instead), `c` the LSTM's
-    /// cell state; `tmp` is `(N, units)` scratch. Every row is computed, as one block
-    /// where the activations allow (one vectorised `tanh` call over all rows), and only
-    /// the rows of sequences still running at `t` are committed to `h` and `c`.
-    #[allow(clippy::too_many_arguments)]
-    fn block_step(
-        &self,
-        units: &std::ops::Range<usize>,
-        mut g: ArrayViewMut2<'_, T>,
-        x: ArrayView2<'_, T>,
-        mut h: ArrayViewMut2<'_, T>,
-        mut c: ArrayViewMut2<'_, T>,
-        tmp: &mut Array2<T>,
-        t: usize,
-        lengths: &[usize],
-    ) {
-        let half = T::of(0.5);
-        let hidden = units.len();
-        let running = |n: usize| t < lengths[n];
-        match self.kind {
-            Kind::Rnn => {
-                g.zip_mut_with(&x, |v, &xv| *v += xv);
-                match self.nonlinearity {
-                    Nonlinearity::Tanh => tanh_block(&mut g),
-                    Nonlinearity::Relu => g.mapv_inplace(|v| v.relu()),
-                }
-                for n in (0..lengths.len()).filter(|&n| running(n)) {
-                    h.row_mut(n).assign(&g.row(n));
-                }
-            }
-            Kind::Lstm => {
-                // i, f, o through sigmoid(v) = 0.5 + 0.5 tanh(v / 2) and g through tanh:
-                // one tanh over the four gate blocks of every row.
-                for (mut gr, xr) in g.rows_mut().into_iter().zip(x.rows()) {
-                    let (gr, xr) = (row_slice_mut(&mut gr), row_slice(xr));
-                    for (v, &xv) in gr.iter_mut().zip(xr) {
-                        *v = (*v + xv) * half;
-                    }
-                    for v in &mut gr[2 * hidden..3 * hidden] {
-                        *v = *v + *v; // g: undo the halving, tanh(v) wanted
-                    }
-                }
-                tanh_block(&mut g.view_mut());
-                for (n, mut gr) in g.rows_mut().into_iter().enumerate() {
-                    let gr = row_slice_mut(&mut gr);
-                    let (i, rest) = gr.split_at(hidden);
-                    let (f, cand) = rest.split_at(hidden);
-                    let mut cr = c.row_mut(n);
-                    let cr = row_slice_mut(&mut cr);
-                    let next = row_mut(tmp, n);
-                    for j in 0..hidden {
-                        next[j] = (f[j] * half + half) * cr[j] + (i[j] * half + half) * cand[j];
-                    }
-                    if running(n) {
-                        cr.copy_from_slice(next);
-                    }
-                }
-                tanh_all(tmp);
-                for n in (0..lengths.len()).filter(|&n| running(n)) {
-                    let gr = g.row(n);
-                    let o = &row_slice(gr)[3 * hidden..];
-                    let mut hr = h.row_mut(n);
-                    for ((v, &o), &tc) in row_slice_mut(&mut hr)
-                        .iter_mut()
-                        .zip(o)
-                        .zip(row_mut(tmp, n).iter())
-                    {
-                        *v = (o * half + half) * tc;
-                    }
-                }
-            }
-            Kind::Gru => {
-                // Keep h W_hnᵀ + b_hn (which r multiplies) before the gates go through
-                // tanh; r, z = sigmoid(x + h W_hᵀ + b) = 0.5 + 0.5 tanh(v / 2), one tanh
-                // over the block (the n columns ride along and are not used).
-                for (n, (mut gr, xr)) in g.rows_mut().into_iter().zip(x.rows()).enumerate() {
-                    let (gr, xr) = (row_slice_mut(&mut gr), row_slice(xr));
-                    let saved = row_mut(tmp, n);
-                    match self.b_hn {
-                        Some(b) => {
-                            for ((v, &p), &q) in saved
-                                .iter_mut()
-                                .zip(&gr[2 * hidden..])
-                                .zip(&b[units.clone()])
-                            {
-                                *v = p + q;
-                            }
-                        }
-                        None => saved.copy_from_slice(&gr[2 * hidden..]),
-                    }
-                    for (v, &xv) in gr[..2 * hidden].iter_mut().zip(xr) {
-                        *v = (*v + xv) * half;
-                    }
-                }
-                tanh_block(&mut g.view_mut());
-                // n = tanh(x_n + r (h W_hnᵀ + b_hn)).
-                for (n, (gr, xr)) in g.rows().into_iter().zip(x.rows()).enumerate() {
-                    let (gr, xr) = (row_slice(gr), row_slice(xr));
-                    let cand = row_mut(tmp, n);
-                    for j in 0..hidden {
-                        cand[j] = xr[2 * hidden + j] + (gr[j] * half + half) * cand[j];
-                    }
-                }
-                tanh_all(tmp);
-                // h = (h - n) z + n, ATen's order, for the sequences still running.
-                for n in (0..lengths.len()).filter(|&n| running(n)) {
-                    let gr = g.row(n);
-                    let z = &row_slice(gr)[hidden..2 * hidden];
-                    let mut hr = h.row_mut(n);
-                    let cand = row_mut(tmp, n);
-                    for ((v, &z), &nv) in row_slice_mut(&mut hr).iter_mut().zip(z).zip(cand.iter())
-                    {
-                        let update = z * half + half;
-                        *v = (*v - nv) * update + nv;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The step loop over time-major views: `gx` (L, N, G*H) the input projections, `output`
 /// (L, N, H_out), states `h` (N, H_out) and `c` (N, H) updated in place. Each step
 /// multiplies the whole state by `W_hhᵀ` (split between `threads`), then runs each
@@ -395,67 +228,21 @@ fn recur<T: Float>(
     lengths: &[usize],
     threads: usize,
 ) {
-    let (seq_len, batch, gates) = gx.dim();
-    let g_count = w.kind.gate_count();
-    let h_out = h.ncols();
-    let hidden = c.ncols();
-    // Scratch, reused every step: the gates of the whole batch; one part's temporaries;
-    // an LSTM with projections' cell outputs and their projection.
-    let mut gh = Array2::<T>::zeros((batch, gates));
-    let mut tmps: Vec<Array2<T>> = w
-        .parts
-        .iter()
-        .map(|units| Array2::zeros((batch, units.len())))
-        .collect();
-    let proj = w.packed.w_hr_t.as_ref();
-    let mut cell_out = Array2::<T>::zeros((if proj.is_some() { batch } else { 0 }, hidden));
-    let mut h_proj = Array2::<T>::zeros((cell_out.nrows(), h_out));
+    let seq_len = gx.len_of(Axis(0));
+    let mut scratch = StepScratch::new(w, gx.len_of(Axis(1)));
     for step in 0..seq_len {
         let t = if w.reverse { seq_len - 1 - step } else { step };
-        if step == 0 && w.zero_start {
-            gh.fill(T::zero());
-        } else {
-            matmul_acc(
-                &h.view(),
-                &w.packed.w_hh_t,
-                T::zero(),
-                &mut gh.view_mut(),
-                threads,
-            );
-        }
         let gxt = gx.index_axis(Axis(0), t);
-        // One part covers the whole arrays and takes them unsliced (a slice costs about
-        // as much as a small step's product).
-        let whole = w.parts.len() == 1;
-        for (units, tmp) in w.parts.iter().zip(&mut tmps) {
-            let target = match proj {
-                Some(_) => cell_out.view_mut(),
-                None => h.view_mut(),
-            };
-            let (g, x, target, c) = if whole {
-                (gh.view_mut(), gxt.view(), target, c.view_mut())
-            } else {
-                let cols = s![.., g_count * units.start..g_count * units.end];
-                let part = s![.., units.clone()];
-                (
-                    gh.slice_mut(cols),
-                    gxt.slice(cols),
-                    target.slice_move(part),
-                    c.slice_mut(part),
-                )
-            };
-            w.block_step(units, g, x, target, c, tmp, t, lengths);
-        }
-        if let Some(w_hr_t) = proj {
-            matmul_acc(
-                &cell_out.view(),
-                w_hr_t,
-                T::zero(),
-                &mut h_proj.view_mut(),
-                threads,
-            );
-            commit_rows(&h_proj, &mut h, t, lengths);
-        }
+        w.step(
+            &mut scratch,
+            gxt,
+            h.view_mut(),
+            c.view_mut(),
+            step == 0,
+            t,
+            lengths,
+            threads,
+        );
         let mut out_t = output.index_axis_mut(Axis(0), t);
         for (n, &length) in lengths.iter().enumerate() {
             if t < length {
@@ -573,42 +360,3 @@ fn recur_split<T: Float>(
 /// One part's scratch in [`recur_split`]: its columns of the cell state, its gates and
 /// its temporaries.
 type PartScratch<'a, T> = (ArrayViewMut2<'a, T>, Array2<T>, Array2<T>);
-
-/// Row `n` of an owned standard-layout array as a slice.
-fn row_mut<T: Float>(a: &mut Array2<T>, n: usize) -> &mut [T] {
-    let width = a.ncols();
-    match a.as_slice_mut() {
-        Some(all) => &mut all[n * width..(n + 1) * width],
-        None => unreachable!("owned standard array"), // ok: allocated by the scan
-    }
-}
-
-/// `tanh` of every element, in one vectorised call when the block is contiguous, else
-/// one per row.
-fn tanh_block<T: Float>(a: &mut ArrayViewMut2<'_, T>) {
-    if let Some(all) = a.as_slice_mut() {
-        return T::tanh_slice(all);
-    }
-    for mut row in a.rows_mut() {
-        T::tanh_slice(row_slice_mut(&mut row));
-    }
-}
-
-/// `tanh` of every element of an owned standard-layout array.
-fn tanh_all<T: Float>(a: &mut Array2<T>) {
-    tanh_block(&mut a.view_mut())
-}
-
-/// `to[n] = from[n]` for the sequences still running at step `t`.
-fn commit_rows<T: Float>(
-    from: &Array2<T>,
-    to: &mut ArrayViewMut2<'_, T>,
-    t: usize,
-    lengths: &[usize],
-) {
-    for (n, &length) in lengths.iter().enumerate() {
-        if t < length {
-            to.row_mut(n).assign(&from.row(n));
-        }
-    }
-}

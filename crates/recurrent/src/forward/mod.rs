@@ -16,11 +16,13 @@
 //!   as in torch. Work is skipped for a state of zeros only when the result is identical
 //!   (`0 · W_hhᵀ` is skipped only when `W_hh` is finite: `0 · ∞ = NaN`).
 
+mod cell;
 mod direction;
 mod gated;
 mod pair;
 mod stack;
 
+pub(crate) use cell::{StepScratch, StepWeights};
 pub(crate) use direction::matmul_acc;
 pub(crate) use gated::forward_gated;
 pub(crate) use pair::set_helper_wait;

@@ -1,0 +1,362 @@
+//! One time step of each kind, the single home of its gate math: the RNN's
+//! `act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`, the LSTM's four gates, cell state and
+//! projection, and the GRU's reset-after form (`n = tanh(x W_inᵀ + b_in + r (h W_hnᵀ +
+//! b_hn))`, torch's and cuDNN's), each in the operation order that matches torch's
+//! rounding. The layers' scan (`gated.rs`), the public cells (`cells.rs`) and the
+//! streams (`stream.rs`) all step through [`StepWeights::step`] (or, for the two-thread
+//! lockstep scan, its epilogue [`StepWeights::block_step`]); `reference.rs` stays the
+//! independent oracle.
+
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+
+use super::direction::matmul_acc;
+use super::{row_slice, row_slice_mut};
+use crate::config::{Kind, Nonlinearity};
+use crate::element::Float;
+use crate::params::Packed;
+
+/// What every step of one direction needs besides the data.
+pub(crate) struct StepWeights<'a, T> {
+    pub(crate) kind: Kind,
+    pub(crate) nonlinearity: Nonlinearity,
+    pub(crate) packed: &'a Packed<T>,
+    /// The hidden size H (the packed weights' columns are padded past `G*H`).
+    pub(crate) hidden: usize,
+    /// A GRU's `b_hn`, in unit order.
+    pub(crate) b_hn: Option<&'a [T]>,
+    /// The ranges of hidden units whose gate columns lie together in the packed layout
+    /// (`Packed::split`); part `a..b` has columns `G·a..G·b`.
+    pub(crate) parts: Vec<std::ops::Range<usize>>,
+    /// Whether the direction runs from the last step to the first.
+    pub(crate) reverse: bool,
+    /// Whether the initial state is zeros (no h_0 given) and `W_hh` finite: the first
+    /// step's product with `W_hhᵀ` is then exactly zero and skipped. (With a NaN or an
+    /// infinity in `W_hh` it is NaN, as in torch, and computed.)
+    pub(crate) zero_start: bool,
+}
+
+impl<T: Float> StepWeights<'_, T> {
+    /// One step of one part of the units for every sequence of the batch: `g` holds the
+    /// part's gate columns of `h_{t-1} W_hhᵀ` (overwritten), `x` those of the input
+    /// projection; `h` holds the part's units of `h_{t-1}` and receives `h_t` (for an
+    /// LSTM with projections, the cell output `o · tanh(c_t)` instead), `c` the LSTM's
+    /// cell state; `tmp` is `(N, units)` scratch. Every row is computed, as one block
+    /// where the activations allow (one vectorised `tanh` call over all rows), and only
+    /// the rows of sequences still running at `t` are committed to `h` and `c`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn block_step(
+        &self,
+        units: &std::ops::Range<usize>,
+        mut g: ArrayViewMut2<'_, T>,
+        x: ArrayView2<'_, T>,
+        mut h: ArrayViewMut2<'_, T>,
+        mut c: ArrayViewMut2<'_, T>,
+        tmp: &mut Array2<T>,
+        t: usize,
+        lengths: &[usize],
+    ) {
+        let half = T::of(0.5);
+        let hidden = units.len();
+        let running = |n: usize| t < lengths[n];
+        match self.kind {
+            Kind::Rnn => {
+                g.zip_mut_with(&x, |v, &xv| *v += xv);
+                match self.nonlinearity {
+                    Nonlinearity::Tanh => tanh_block(&mut g),
+                    Nonlinearity::Relu => g.mapv_inplace(|v| v.relu()),
+                }
+                for n in (0..lengths.len()).filter(|&n| running(n)) {
+                    h.row_mut(n).assign(&g.row(n));
+                }
+            }
+            Kind::Lstm => {
+                // i, f, o through sigmoid(v) = 0.5 + 0.5 tanh(v / 2) and g through tanh:
+                // one tanh over the four gate blocks of every row.
+                for (mut gr, xr) in g.rows_mut().into_iter().zip(x.rows()) {
+                    let (gr, xr) = (row_slice_mut(&mut gr), row_slice(xr));
+                    for (v, &xv) in gr.iter_mut().zip(xr) {
+                        *v = (*v + xv) * half;
+                    }
+                    for v in &mut gr[2 * hidden..3 * hidden] {
+                        *v = *v + *v; // g: undo the halving, tanh(v) wanted
+                    }
+                }
+                tanh_block(&mut g.view_mut());
+                for (n, mut gr) in g.rows_mut().into_iter().enumerate() {
+                    let gr = row_slice_mut(&mut gr);
+                    let (i, rest) = gr.split_at(hidden);
+                    let (f, cand) = rest.split_at(hidden);
+                    let mut cr = c.row_mut(n);
+                    let cr = row_slice_mut(&mut cr);
+                    let next = row_mut(tmp, n);
+                    for j in 0..hidden {
+                        next[j] = (f[j] * half + half) * cr[j] + (i[j] * half + half) * cand[j];
+                    }
+                    if running(n) {
+                        cr.copy_from_slice(next);
+                    }
+                }
+                tanh_all(tmp);
+                for n in (0..lengths.len()).filter(|&n| running(n)) {
+                    let gr = g.row(n);
+                    let o = &row_slice(gr)[3 * hidden..];
+                    let mut hr = h.row_mut(n);
+                    for ((v, &o), &tc) in row_slice_mut(&mut hr)
+                        .iter_mut()
+                        .zip(o)
+                        .zip(row_mut(tmp, n).iter())
+                    {
+                        *v = (o * half + half) * tc;
+                    }
+                }
+            }
+            Kind::Gru => {
+                // Keep h W_hnᵀ + b_hn (which r multiplies) before the gates go through
+                // tanh; r, z = sigmoid(x + h W_hᵀ + b) = 0.5 + 0.5 tanh(v / 2), one tanh
+                // over the block (the n columns ride along and are not used).
+                for (n, (mut gr, xr)) in g.rows_mut().into_iter().zip(x.rows()).enumerate() {
+                    let (gr, xr) = (row_slice_mut(&mut gr), row_slice(xr));
+                    let saved = row_mut(tmp, n);
+                    match self.b_hn {
+                        Some(b) => {
+                            for ((v, &p), &q) in saved
+                                .iter_mut()
+                                .zip(&gr[2 * hidden..])
+                                .zip(&b[units.clone()])
+                            {
+                                *v = p + q;
+                            }
+                        }
+                        None => saved.copy_from_slice(&gr[2 * hidden..]),
+                    }
+                    for (v, &xv) in gr[..2 * hidden].iter_mut().zip(xr) {
+                        *v = (*v + xv) * half;
+                    }
+                }
+                tanh_block(&mut g.view_mut());
+                // n = tanh(x_n + r (h W_hnᵀ + b_hn)).
+                for (n, (gr, xr)) in g.rows().into_iter().zip(x.rows()).enumerate() {
+                    let (gr, xr) = (row_slice(gr), row_slice(xr));
+                    let cand = row_mut(tmp, n);
+                    for j in 0..hidden {
+                        cand[j] = xr[2 * hidden + j] + (gr[j] * half + half) * cand[j];
+                    }
+                }
+                tanh_all(tmp);
+                // h = (h - n) z + n, ATen's order, for the sequences still running.
+                for n in (0..lengths.len()).filter(|&n| running(n)) {
+                    let gr = g.row(n);
+                    let z = &row_slice(gr)[hidden..2 * hidden];
+                    let mut hr = h.row_mut(n);
+                    let cand = row_mut(tmp, n);
+                    for ((v, &z), &nv) in row_slice_mut(&mut hr).iter_mut().zip(z).zip(cand.iter())
+                    {
+                        let update = z * half + half;
+                        *v = (*v - nv) * update + nv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<'a, T: Float> StepWeights<'a, T> {
+    /// The step weights of one direction: its packed parameters, the kind's
+    /// activations, the direction, and whether it starts from a state of zeros.
+    pub(crate) fn new(
+        kind: Kind,
+        nonlinearity: Nonlinearity,
+        packed: &'a Packed<T>,
+        hidden: usize,
+        reverse: bool,
+        zero_start: bool,
+    ) -> Self {
+        let b_hn = match kind {
+            Kind::Gru => packed
+                .gru_bias
+                .as_ref()
+                .and_then(|(_, b_hn)| b_hn.as_slice()),
+            _ => None,
+        };
+        StepWeights {
+            kind,
+            nonlinearity,
+            packed,
+            hidden,
+            b_hn,
+            parts: match packed.split {
+                Some(split) => vec![0..split, split..hidden],
+                None => std::iter::once(0..hidden).collect(),
+            },
+            reverse,
+            zero_start: zero_start && packed.w_hh_finite,
+        }
+    }
+
+    /// The input's projection onto the gates, `x W_ihᵀ` plus the biases the kind folds
+    /// in (`b_ih + b_hh`; a GRU's n part only `b_in`, since `r` multiplies `b_hn`), into
+    /// `gx` `(rows, G*H)`, overwritten.
+    pub(crate) fn project_input(
+        &self,
+        x: &ArrayView2<'_, T>,
+        gx: &mut ArrayViewMut2<'_, T>,
+        threads: usize,
+    ) {
+        let bias = match self.kind {
+            Kind::Gru => self
+                .packed
+                .gru_bias
+                .as_ref()
+                .map(|(projection, _)| projection),
+            _ => self.packed.bias.as_ref(),
+        };
+        let beta = match bias {
+            Some(b) => {
+                gx.assign(b);
+                T::one()
+            }
+            None => T::zero(),
+        };
+        matmul_acc(x, &self.packed.w_ih_t, beta, gx, threads);
+    }
+
+    /// One whole step for every sequence of the batch: `gh = h W_hhᵀ` (skipped when
+    /// `first` and the direction starts from zeros), each part's epilogue with the input
+    /// projection `gxt` `(N, G*H)`, and an LSTM's projection `h = (o · tanh(c)) W_hrᵀ`.
+    /// `h` `(N, H_out)` and `c` `(N, H)` are updated in place for the sequences still
+    /// running at `t` (`t < lengths[n]`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn step(
+        &self,
+        scratch: &mut StepScratch<T>,
+        gxt: ArrayView2<'_, T>,
+        mut h: ArrayViewMut2<'_, T>,
+        mut c: ArrayViewMut2<'_, T>,
+        first: bool,
+        t: usize,
+        lengths: &[usize],
+        threads: usize,
+    ) {
+        let g_count = self.kind.gate_count();
+        let StepScratch {
+            gh,
+            tmps,
+            cell_out,
+            h_proj,
+        } = scratch;
+        if first && self.zero_start {
+            gh.fill(T::zero());
+        } else {
+            matmul_acc(
+                &h.view(),
+                &self.packed.w_hh_t,
+                T::zero(),
+                &mut gh.view_mut(),
+                threads,
+            );
+        }
+        let proj = self.packed.w_hr_t.as_ref();
+        // One part covers the whole arrays and takes them unsliced (a slice costs about
+        // as much as a small step's product).
+        let whole = self.parts.len() == 1;
+        for (units, tmp) in self.parts.iter().zip(tmps.iter_mut()) {
+            let target = match proj {
+                Some(_) => cell_out.view_mut(),
+                None => h.view_mut(),
+            };
+            let (g, x, target, c) = if whole {
+                (gh.view_mut(), gxt.view(), target, c.view_mut())
+            } else {
+                let cols = s![.., g_count * units.start..g_count * units.end];
+                let part = s![.., units.clone()];
+                (
+                    gh.slice_mut(cols),
+                    gxt.slice(cols),
+                    target.slice_move(part),
+                    c.slice_mut(part),
+                )
+            };
+            self.block_step(units, g, x, target, c, tmp, t, lengths);
+        }
+        if let Some(w_hr_t) = proj {
+            matmul_acc(
+                &cell_out.view(),
+                w_hr_t,
+                T::zero(),
+                &mut h_proj.view_mut(),
+                threads,
+            );
+            commit_rows(h_proj, &mut h, t, lengths);
+        }
+    }
+}
+
+/// What [`StepWeights::step`] computes in, sized for a batch once and reused every step:
+/// the gates of the whole batch, each part's temporaries, and an LSTM with projections'
+/// cell outputs and their projection.
+#[derive(Debug, Clone)]
+pub(crate) struct StepScratch<T> {
+    gh: Array2<T>,
+    tmps: Vec<Array2<T>>,
+    cell_out: Array2<T>,
+    h_proj: Array2<T>,
+}
+
+impl<T: Float> StepScratch<T> {
+    /// Scratch for `batch` rows of `w`'s steps.
+    pub(crate) fn new(w: &StepWeights<'_, T>, batch: usize) -> Self {
+        let hidden = w.hidden;
+        let gates = w.kind.gate_count() * hidden;
+        let h_out = w.packed.w_hh_t.nrows();
+        let projects = w.packed.w_hr_t.is_some();
+        StepScratch {
+            gh: Array2::zeros((batch, gates)),
+            tmps: w
+                .parts
+                .iter()
+                .map(|units| Array2::zeros((batch, units.len())))
+                .collect(),
+            cell_out: Array2::zeros((if projects { batch } else { 0 }, hidden)),
+            h_proj: Array2::zeros((if projects { batch } else { 0 }, h_out)),
+        }
+    }
+}
+
+/// Row `n` of an owned standard-layout array as a slice.
+pub(crate) fn row_mut<T: Float>(a: &mut Array2<T>, n: usize) -> &mut [T] {
+    let width = a.ncols();
+    match a.as_slice_mut() {
+        Some(all) => &mut all[n * width..(n + 1) * width],
+        None => unreachable!("owned standard array"), // ok: allocated by the scan
+    }
+}
+
+/// `tanh` of every element, in one vectorised call when the block is contiguous, else
+/// one per row.
+pub(crate) fn tanh_block<T: Float>(a: &mut ArrayViewMut2<'_, T>) {
+    if let Some(all) = a.as_slice_mut() {
+        return T::tanh_slice(all);
+    }
+    for mut row in a.rows_mut() {
+        T::tanh_slice(row_slice_mut(&mut row));
+    }
+}
+
+/// `tanh` of every element of an owned standard-layout array.
+pub(crate) fn tanh_all<T: Float>(a: &mut Array2<T>) {
+    tanh_block(&mut a.view_mut())
+}
+
+/// `to[n] = from[n]` for the sequences still running at step `t`.
+pub(crate) fn commit_rows<T: Float>(
+    from: &Array2<T>,
+    to: &mut ArrayViewMut2<'_, T>,
+    t: usize,
+    lengths: &[usize],
+) {
+    for (n, &length) in lengths.iter().enumerate() {
+        if t < length {
+            to.row_mut(n).assign(&from.row(n));
+        }
+    }
+}
