@@ -175,4 +175,4 @@ pub use module::{Gru, Layer, Lstm, LstmState, Rnn};
 pub use ndarray;
 pub use packed::PackedSequence;
 pub use state::{IntoHidden, IntoLstmState};
-pub use stream::RnnStream;
+pub use stream::{GruStream, LstmStream, RnnStream};

@@ -23,8 +23,9 @@ use ndarray::{ArrayBase, ArrayView, ArrayViewD, Data, Dimension};
 
 /// An initial hidden state `h_0` for [`Rnn`](crate::Rnn) and [`Gru`](crate::Gru):
 /// `(D * num_layers, N, H)`, or `(D * num_layers, H)` for unbatched input. `None` means
-/// zeros. Implemented for `Option<ArrayViewD>`, any `ArrayView` and any `&ArrayBase`
-/// (owned arrays, views, of any dimension type).
+/// zeros. Implemented for `Option<ArrayViewD>`, any `ArrayView`, any `&ArrayBase`
+/// (owned arrays, views, of any dimension type) and `&Option<ArrayBase>` (a state kept
+/// as `Option<ArrayD>`, passed as `&state`).
 pub trait IntoHidden<'a, T> {
     /// The state as a view, or `None` for zeros.
     fn into_hidden(self) -> Option<ArrayViewD<'a, T>>;
@@ -48,11 +49,17 @@ impl<'a, T, S: Data<Elem = T>, D: Dimension> IntoHidden<'a, T> for &'a ArrayBase
     }
 }
 
+impl<'a, T, S: Data<Elem = T>, D: Dimension> IntoHidden<'a, T> for &'a Option<ArrayBase<S, D>> {
+    fn into_hidden(self) -> Option<ArrayViewD<'a, T>> {
+        self.as_ref().and_then(IntoHidden::into_hidden)
+    }
+}
+
 /// An LSTM's initial state `(h_0, c_0)`: h_0 `(D * num_layers, N, H_out)` and c_0
 /// `(D * num_layers, N, H)` (without the N axis for unbatched input). `None` means
 /// zeros. Implemented for `Option<(ArrayViewD, ArrayViewD)>`, pairs of views, pairs of
 /// array references, and a reference to a pair of arrays (the
-/// [`LstmState`](crate::LstmState) that `forward` returns).
+/// [`LstmState`](crate::LstmState) that `forward` returns), also as a `&Option` of one.
 pub trait IntoLstmState<'a, T> {
     /// The state as views, or `None` for zeros.
     fn into_lstm_state(self) -> Option<(ArrayViewD<'a, T>, ArrayViewD<'a, T>)>;
@@ -93,5 +100,18 @@ where
 {
     fn into_lstm_state(self) -> Option<(ArrayViewD<'a, T>, ArrayViewD<'a, T>)> {
         (&self.0, &self.1).into_lstm_state()
+    }
+}
+
+impl<'a, T, S1, S2, D1, D2> IntoLstmState<'a, T>
+    for &'a Option<(ArrayBase<S1, D1>, ArrayBase<S2, D2>)>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    D1: Dimension,
+    D2: Dimension,
+{
+    fn into_lstm_state(self) -> Option<(ArrayViewD<'a, T>, ArrayViewD<'a, T>)> {
+        self.as_ref().and_then(IntoLstmState::into_lstm_state)
     }
 }

@@ -16,6 +16,7 @@ use crate::element::Float;
 use crate::params::Packed;
 
 /// What every step of one direction needs besides the data.
+#[derive(Debug)]
 pub(crate) struct StepWeights<'a, T> {
     pub(crate) kind: Kind,
     pub(crate) nonlinearity: Nonlinearity,

@@ -201,3 +201,236 @@ fn step_refuses_wrong_widths_and_batches() {
         Err(Error::HiddenRank { .. })
     ));
 }
+
+mod every_kind {
+    //! Streams of every kind against one `forward`: random chunkings (lengths 0..L),
+    //! batched and unbatched, with and without an initial state, 1-3 layers, LSTM
+    //! projections, f32 and f64, on 1 and 2 threads.
+
+    use ndarray::{concatenate, s, ArrayD, Axis};
+    use proptest::prelude::*;
+    use recurrent::{Float, Gru, Kind, Lstm, Nonlinearity, Rnn, RnnConfig};
+
+    use crate::common::random_array;
+
+    /// How close a streamed result must be to one `forward`'s: a chunk's input projection
+    /// and a step's products may be summed in another order than the whole sequence's, a
+    /// few units in the last place per step (see `recurrent::stream`).
+    /// The bound: one unit in the last place (at 1.0) per step of the sequence, each
+    /// step's rounding difference carried through the recurrence.
+    fn assert_near<T: Float>(got: &ArrayD<T>, want: &ArrayD<T>, steps: usize, what: &str) {
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        let ulp = match T::DTYPE {
+            recurrent::Dtype::F32 => f64::from(f32::EPSILON),
+            recurrent::Dtype::F64 => f64::EPSILON,
+        };
+        let eps = ulp * steps.max(1) as f64;
+        for (g, w) in got.iter().zip(want) {
+            let (g, w) = (g.as_f64(), w.as_f64());
+            assert!(
+                (g - w).abs() <= eps * (1.0 + w.abs()) || (g.is_nan() && w.is_nan()),
+                "{what}: {g} vs {w}"
+            );
+        }
+    }
+
+    /// `(config, L, batch (None: unbatched), with state, chunk lengths, seed)`.
+    fn case() -> impl Strategy<Value = (RnnConfig, usize, Option<usize>, bool, Vec<usize>, u64)> {
+        (
+            0usize..5,
+            1usize..4,
+            1usize..5,
+            1usize..6,
+            proptest::option::of(1usize..4),
+            any::<bool>(),
+            1usize..9,
+            proptest::collection::vec(0usize..9, 1..12),
+            any::<u64>(),
+        )
+            .prop_map(
+                |(which, layers, input, hidden, batch, with_state, len, chunks, seed)| {
+                    let config = match which {
+                        0 => RnnConfig::new(input, hidden),
+                        1 => RnnConfig::new(input, hidden).nonlinearity(Nonlinearity::Relu),
+                        2 => RnnConfig::lstm(input, hidden),
+                        3 => RnnConfig::lstm(input, hidden + 1).proj_size(hidden),
+                        _ => RnnConfig::gru(input, hidden),
+                    }
+                    .num_layers(layers);
+                    // Chunk lengths cut at L; a tail is fed last.
+                    let mut cut = Vec::new();
+                    let mut left = len;
+                    for c in chunks {
+                        let c = c.min(left);
+                        cut.push(c);
+                        left -= c;
+                    }
+                    cut.push(left);
+                    (config, len, batch, with_state, cut, seed)
+                },
+            )
+    }
+
+    /// Streams `x` in `chunks` (and again one step at a time) and compares with `forward`.
+    fn check<T: Float>(
+        config: &RnnConfig,
+        len: usize,
+        batch: Option<usize>,
+        with_state: bool,
+        chunks: &[usize],
+        seed: u64,
+    ) {
+        let mut x_shape = vec![len];
+        x_shape.extend(batch);
+        x_shape.push(config.input_size);
+        let x = random_array::<T>(&x_shape, seed, 1.0);
+        let state_shape = |width: usize| {
+            let mut shape = vec![config.num_layers];
+            shape.extend(batch);
+            shape.push(width);
+            shape
+        };
+        let h0 = with_state
+            .then(|| random_array::<T>(&state_shape(config.output_hidden_size()), seed + 1, 0.5));
+        let c0 =
+            with_state.then(|| random_array::<T>(&state_shape(config.hidden_size), seed + 2, 0.5));
+        let what = format!("{config}, L={len}, N={batch:?}, state={with_state}, chunks={chunks:?}");
+        // Feeds every chunk, then compares outputs and the final state(s).
+        macro_rules! run {
+            ($layer:expr, $stream:expr, $want_out:expr, $want_state:expr, $state_of:expr) => {{
+                let mut stream = $stream;
+                let mut outs = Vec::new();
+                let mut start = 0;
+                for &c in chunks {
+                    outs.push(
+                        stream
+                            .feed(x.slice_axis(Axis(0), (start..start + c).into()))
+                            .unwrap(),
+                    );
+                    start += c;
+                }
+                let views: Vec<_> = outs.iter().map(|o| o.view()).collect();
+                let out = concatenate(Axis(0), &views).unwrap();
+                assert_near(&out, &$want_out, len, &format!("{what}: output"));
+                for (got, want) in $state_of(&stream).into_iter().zip($want_state) {
+                    assert_near(&got, &want, len, &format!("{what}: state"));
+                }
+            }};
+        }
+        match config.kind {
+            Kind::Lstm => {
+                let lstm = Lstm::<T>::seeded(config.clone(), seed).unwrap();
+                let state = h0.clone().zip(c0.clone());
+                let (want, (h_n, c_n)) = lstm.forward(x.view(), &state).unwrap();
+                let of = |s: &recurrent::LstmStream<'_, T>| {
+                    let (h, c) = s.state().unwrap();
+                    vec![h.to_owned(), c.to_owned()]
+                };
+                run!(
+                    lstm,
+                    lstm.stream(&state).unwrap(),
+                    want,
+                    vec![h_n.clone(), c_n.clone()],
+                    of
+                );
+                // One step at a time through `step`, each output a view.
+                let mut live = lstm.stream(&state).unwrap();
+                for t in 0..len {
+                    let x_t = x.index_axis(Axis(0), t);
+                    let x_t = x_t
+                        .into_shape_with_order((batch.unwrap_or(1), config.input_size))
+                        .unwrap();
+                    let y = live.step(x_t).unwrap().to_owned().into_dyn();
+                    let want_t = want.index_axis(Axis(0), t).to_owned();
+                    let want_t = want_t.into_shape_with_order(y.shape()).unwrap();
+                    assert_near(&y, &want_t, t + 1, &format!("{what}: step {t}"));
+                }
+            }
+            Kind::Gru => {
+                let gru = Gru::<T>::seeded(config.clone(), seed).unwrap();
+                let (want, h_n) = gru.forward(x.view(), &h0).unwrap();
+                let of = |s: &recurrent::GruStream<'_, T>| vec![s.state().unwrap().to_owned()];
+                run!(gru, gru.stream(&h0).unwrap(), want, vec![h_n], of);
+            }
+            Kind::Rnn => {
+                let rnn = Rnn::<T>::seeded(config.clone(), seed).unwrap();
+                let (want, h_n) = rnn.forward(x.view(), &h0).unwrap();
+                let of = |s: &recurrent::RnnStream<'_, T>| vec![s.state().unwrap().to_owned()];
+                run!(rnn, rnn.stream(&h0).unwrap(), want, vec![h_n], of);
+            }
+        }
+        let _ = s![..];
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn streams_of_every_kind_equal_one_forward(
+            (config, len, batch, with_state, chunks, seed) in case(),
+            f64s in any::<bool>(),
+            two_threads in any::<bool>(),
+        ) {
+            let threads = if two_threads { 2 } else { 1 };
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                if f64s {
+                    check::<f64>(&config, len, batch, with_state, &chunks, seed);
+                } else {
+                    check::<f32>(&config, len, batch, with_state, &chunks, seed);
+                }
+            });
+        }
+    }
+}
+
+/// Streams go to other threads (a server keeps one per connection), refuse a
+/// bidirectional layer of any kind, and `reset` starts over (or, refused, changes
+/// nothing).
+#[test]
+fn streams_are_send_refuse_bidirectional_and_reset() {
+    fn is_send<S: Send>(_: &S) {}
+    let lstm = recurrent::Lstm::<f32>::seeded(RnnConfig::lstm(3, 4).proj_size(2), 1).unwrap();
+    let gru = recurrent::Gru::<f32>::seeded(RnnConfig::gru(3, 4).num_layers(2), 1).unwrap();
+    let x = random_array::<f32>(&[6, 2, 3], 3, 1.0);
+    let (want, _) = lstm.forward(x.view(), None).unwrap();
+    let mut stream = lstm.stream(None).unwrap();
+    is_send(&stream);
+    let first = std::thread::scope(|s| s.spawn(|| stream.feed(x.view()).unwrap()).join().unwrap());
+    assert_close(&first, &want, "LSTM stream fed on another thread");
+    // reset(None): the same sequence again gives the same output.
+    stream.reset(None).unwrap();
+    assert!(stream.state().is_none());
+    assert_close(&stream.feed(x.view()).unwrap(), &want, "after reset");
+    // A state of the wrong shape is refused and the stream keeps its own.
+    let before = stream.state_owned().unwrap();
+    let bad = (
+        ndarray::Array3::<f32>::zeros((1, 2, 3)),
+        ndarray::Array3::<f32>::zeros((1, 2, 4)),
+    );
+    assert!(matches!(stream.reset(&bad), Err(Error::HiddenShape { .. })));
+    assert_eq!(stream.state_owned().unwrap(), before);
+
+    let mut gru_stream = gru.stream(None).unwrap();
+    is_send(&gru_stream);
+    let (want, h_n) = gru.forward(x.view(), None).unwrap();
+    let y = gru_stream.feed(x.view()).unwrap();
+    assert_close(&y, &want, "GRU stream");
+    assert_close(&gru_stream.state().unwrap().to_owned(), &h_n, "GRU state");
+    for config in [RnnConfig::lstm(3, 4), RnnConfig::gru(3, 4)] {
+        let config = config.bidirectional(true);
+        let message = match config.kind {
+            recurrent::Kind::Lstm => recurrent::Lstm::<f32>::seeded(config, 0)
+                .unwrap()
+                .stream(None)
+                .err()
+                .map(|e| e.to_string()),
+            _ => recurrent::Gru::<f32>::seeded(config, 0)
+                .unwrap()
+                .stream(None)
+                .err()
+                .map(|e| e.to_string()),
+        };
+        assert!(message.is_some_and(|m| m.contains("bidirectional")));
+    }
+}
