@@ -83,8 +83,11 @@
 //! - [`params`]: torch's parameter names and shapes, storage, default init.
 //! - [`module`]: the layers [`Rnn`], [`Lstm`], [`Gru`]: `forward`, `forward_padded`,
 //!   `forward_train`, `forward_with_masks`, named parameters.
-//! - [`stream`]: [`RnnStream`], one sequence fed in chunks or one step at a time.
-//! - [`cells`]: the single-step cells; [`packed`]: `PackedSequence` and torch's pack/pad.
+//! - [`layer`]: [`Recurrent`], what the three layer types share, for code written once.
+//! - [`stream`]: [`RnnStream`], [`LstmStream`], [`GruStream`]: one sequence fed in chunks
+//!   or one step at a time, allocation-free per step.
+//! - [`cells`]: the single-step cells (the one step of each kind lives in `forward/cell.rs`,
+//!   which the layers, cells and streams share); [`packed`]: `PackedSequence` and torch's pack/pad.
 //! - [`backward`], [`dropout`], [`optim`]: gradients, shared dropout masks, optimizers.
 //! - [`reference`](mod@reference): the plain per-step loops; the readable spec and the test oracle.
 //! - `forward` (private): the fast path. Per layer and direction, one GEMM projects all
@@ -92,7 +95,8 @@
 //!   each step then adds `h_{t-1} W_hh^T` and applies the activation in place. Layers
 //!   narrower than one vector run as one fused loop; small batches of wide layers run
 //!   on two threads in lockstep (`kernels/`, `forward/pair.rs`).
-//! - [`io`]: safetensors state dicts ([`load`], `Rnn::load`, ...) and `.npy` arrays;
+//! - [`io`]: state dicts from safetensors, `torch.save` and ONNX files ([`load`],
+//!   `Rnn::load`, `LstmCell::load`, ...), safetensors writing, `.npy` arrays;
 //!   [`state`]: the initial-state forms the layers accept.
 //! - [`Error`]: every failure as a value; nothing a user supplies makes the crate panic.
 
@@ -108,6 +112,7 @@ mod forward;
 pub mod io;
 mod isa;
 mod kernels;
+pub mod layer;
 pub mod memory;
 pub mod module;
 pub mod optim;
@@ -169,6 +174,7 @@ pub use error::{Error, Result};
 pub use io::load;
 pub use isa::isa;
 pub use kernels::isa::Isa;
+pub use layer::{Recurrent, RecurrentStream};
 pub use module::{Gru, Layer, Lstm, LstmState, Rnn};
 /// The `ndarray` this crate's types come from (version 0.17): use it, or depend on the
 /// same version, so that arrays passed in and returned are one type.
