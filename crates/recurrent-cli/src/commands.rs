@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Axis};
 use recurrent::io::npy::{self, NpyArray};
 use recurrent::io::safetensors::{self as st, StateDict};
 use recurrent::io::OutputSet;
-use recurrent::{Error, Float, Gru, Kind, Lstm, Rnn, RnnConfig};
+use recurrent::{Error, Float, Gru, Kind, Lstm, Recurrent, RecurrentStream, Rnn, RnnConfig};
 
 use crate::{BackwardArgs, DtypeArg, ForwardArgs, InitArgs, InspectArgs, RunArgs};
 
@@ -373,29 +373,42 @@ fn run_typed<T: Float>(args: &RunArgs, loaded: &Loaded, input: &ArrayD<T>) -> Cl
         c0.as_ref().map(|a| a.view()),
     );
     let description = config.to_string();
+    let chunk = args.chunk_size;
+    if chunk.is_some() && lengths.is_some() {
+        return Err(
+            "--chunk-size: cannot be combined with --lengths (a padded batch runs whole)"
+                .to_string(),
+        );
+    }
     let result = match config.kind {
         Kind::Rnn => {
             let rnn: Rnn<T> = dict.load_rnn(prefix, config).map_err(model_err)?;
-            match lengths {
-                Some(l) => rnn.forward_padded(x, l, h),
-                None => rnn.forward(x, h),
+            match (lengths, chunk) {
+                (Some(l), _) => rnn.forward_padded(x, l, h),
+                (None, Some(k)) => chunked(&rnn, x, h0.as_ref(), k),
+                (None, None) => rnn.forward(x, h),
             }
             .map(|(o, h)| (o, h, None))
         }
         Kind::Lstm => {
             let lstm: Lstm<T> = dict.load_lstm(prefix, config).map_err(model_err)?;
             let state = h.zip(c);
-            match lengths {
-                Some(l) => lstm.forward_padded(x, l, state),
-                None => lstm.forward(x, state),
+            match (lengths, chunk) {
+                (Some(l), _) => lstm.forward_padded(x, l, state),
+                (None, Some(k)) => {
+                    let owned = state.map(|(h, c)| (h.to_owned(), c.to_owned()));
+                    chunked(&lstm, x, owned.as_ref(), k)
+                }
+                (None, None) => lstm.forward(x, state),
             }
             .map(|(o, (h, c))| (o, h, Some(c)))
         }
         Kind::Gru => {
             let gru: Gru<T> = dict.load_gru(prefix, config).map_err(model_err)?;
-            match lengths {
-                Some(l) => gru.forward_padded(x, l, h),
-                None => gru.forward(x, h),
+            match (lengths, chunk) {
+                (Some(l), _) => gru.forward_padded(x, l, h),
+                (None, Some(k)) => chunked(&gru, x, h0.as_ref(), k),
+                (None, None) => gru.forward(x, h),
             }
             .map(|(o, h)| (o, h, None))
         }
@@ -434,6 +447,34 @@ fn run_typed<T: Float>(args: &RunArgs, loaded: &Loaded, input: &ArrayD<T>) -> Cl
     );
     summary(&loaded.sources.line(&loaded.config), to_stderr);
     Ok(())
+}
+
+/// `--chunk-size K`: the input through the layer's stream, `K` steps at a time (the last
+/// chunk shorter), so that the working memory is that of `K` steps whatever `L`; the
+/// output and final state are one `forward`'s (to rounding: see `recurrent::stream`).
+fn chunked<T: Float, L: Recurrent<T>>(
+    layer: &L,
+    x: ndarray::ArrayViewD<'_, T>,
+    state: Option<&L::State>,
+    k: usize,
+) -> Result<(ArrayD<T>, L::State), Error> {
+    let time = Axis(usize::from(x.ndim() == 3 && layer.config().batch_first));
+    if x.ndim() < 2 || x.len_of(time) == 0 {
+        // What forward says of such an input (torch's message).
+        return layer.forward(x, state);
+    }
+    let mut stream = layer.stream(state)?;
+    let mut outputs = Vec::with_capacity(x.len_of(time).div_ceil(k));
+    for piece in x.axis_chunks_iter(time, k) {
+        outputs.push(stream.feed(piece)?);
+    }
+    let views: Vec<_> = outputs.iter().map(|o| o.view()).collect();
+    let output = ndarray::concatenate(time, &views)
+        .map_err(|e| Error::Config(format!("internal error: chunk outputs ({e})")))?;
+    let state = stream.state_owned().ok_or_else(|| {
+        Error::Config("internal error: a stream that ran has a state".to_string())
+    })?;
+    Ok((output, state))
 }
 
 /// Prints a warning line on stderr.

@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod commands;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,50 @@ enum Command {
     Init(InitArgs),
     /// Time the forward call in-process and print one JSON line.
     Bench(BenchArgs),
+    /// Run a model over frames read from stdin, one step at a time, writing each step's
+    /// output to stdout as soon as it is computed (state carried over): for piping a
+    /// live source through the model.
+    Stream(StreamArgs),
+}
+
+/// `recurrent stream`.
+#[derive(Args, Debug)]
+struct StreamArgs {
+    /// The model (any format `run` reads): an RNN, LSTM or GRU, unidirectional.
+    #[arg(long, value_name = "M")]
+    model: std::path::PathBuf,
+    /// How frames arrive on stdin and leave on stdout: raw little-endian floats (N * H_in
+    /// per frame in, N * H_out out), or a sequence of .npy arrays, each a step ((H_in,),
+    /// or (N, H_in) with --batch) or a chunk ((K, H_in), or (K, N, H_in)).
+    #[arg(long, value_enum, default_value = "raw")]
+    format: StreamFormat,
+    /// The floats' type, in and out.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: DtypeArg,
+    /// N sequences streamed side by side (each frame holds one step of each); unbatched
+    /// when not given.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    batch: Option<usize>,
+    /// Initial hidden state (num_layers, [N,] H_out); zeros if absent.
+    #[arg(long, value_name = "H0.npy")]
+    h0: Option<std::path::PathBuf>,
+    /// LSTM: initial cell state (num_layers, [N,] H); given with --h0.
+    #[arg(long, value_name = "C0.npy")]
+    c0: Option<std::path::PathBuf>,
+    /// RNN only: the activation (overrides the file's metadata).
+    #[arg(long, value_enum)]
+    nonlinearity: Option<NonlinearityArg>,
+    /// Key prefix of the layer's tensors; detected when unambiguous.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum StreamFormat {
+    /// Little-endian floats, frame after frame.
+    Raw,
+    /// .npy arrays, one after another.
+    Npy,
 }
 
 /// What `run` and `backward` both read: the model, the forward's input and initial
@@ -121,6 +166,10 @@ struct RunArgs {
     /// LSTM: where to write c_n (D*num_layers, N, H).
     #[arg(long, value_name = "CN.npy")]
     cn: Option<std::path::PathBuf>,
+    /// Feed the input through a stream K steps at a time: the same output, with the
+    /// working memory of K steps whatever L (unidirectional layers, no --lengths).
+    #[arg(long, value_name = "K", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    chunk_size: Option<usize>,
 }
 
 /// `recurrent inspect`.
@@ -292,6 +341,7 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init(args),
         Command::Bench(args) => bench::bench(args),
         Command::Backward(args) => commands::backward(args),
+        Command::Stream(args) => stream::stream(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

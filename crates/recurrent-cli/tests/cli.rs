@@ -1833,3 +1833,149 @@ fn torch_save_files_run_and_a_pickle_that_runs_code_is_refused() {
     );
     no_temp_files(dir.path());
 }
+
+/// `run --chunk-size K` feeds the input through a stream K steps at a time: the same
+/// output and states as the run without it, for every kind and layout.
+#[test]
+fn run_in_chunks_gives_the_same_output_for_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    for (model, input, extra) in [
+        (
+            "lstm_bf_meta.safetensors",
+            "lstm_bf_meta_input.npy",
+            vec!["--cn"],
+        ),
+        ("gru_meta.safetensors", "gru_meta_input.npy", vec![]),
+        (
+            "rnn_relu_nometa.safetensors",
+            "rnn_relu_nometa_input.npy",
+            vec![],
+        ),
+    ] {
+        let mut outputs = Vec::new();
+        for chunk in [None, Some("1"), Some("3"), Some("100")] {
+            let tag = chunk.unwrap_or("whole");
+            let y = dir.path().join(format!("{model}-{tag}-y.npy"));
+            let hn = dir.path().join(format!("{model}-{tag}-hn.npy"));
+            let cn = dir.path().join(format!("{model}-{tag}-cn.npy"));
+            let mut argv = vec![
+                "run".to_string(),
+                "--model".into(),
+                s(&first_hour(model)).into(),
+                "--input".into(),
+                s(&first_hour(input)).into(),
+                "--output".into(),
+                s(&y).into(),
+                "--hn".into(),
+                s(&hn).into(),
+            ];
+            if !extra.is_empty() {
+                argv.extend(["--cn".to_string(), s(&cn).to_string()]);
+            }
+            if let Some(k) = chunk {
+                argv.extend(["--chunk-size".to_string(), k.to_string()]);
+            }
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let o = run(&argv);
+            assert!(
+                o.status.success(),
+                "{model} {tag}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let mut files = vec![y, hn];
+            if !extra.is_empty() {
+                files.push(cn);
+            }
+            let arrays: Vec<ArrayD<f32>> = files.iter().map(|f| read_npy(f).unwrap()).collect();
+            outputs.push(arrays);
+        }
+        let whole = &outputs[0];
+        for chunked in &outputs[1..] {
+            for (got, want) in chunked.iter().zip(whole) {
+                assert_close_f32(got, want);
+            }
+        }
+        // And torch's output.
+        let want: ArrayD<f32> =
+            read_npy(first_hour(&model.replace(".safetensors", "_output.npy"))).unwrap();
+        if model.starts_with("rnn") {
+            continue; // torch's relu; this run took the unrecorded default, tanh
+        }
+        assert_close_f32(&outputs[2][0], &want);
+    }
+    // Refused: with --lengths, and for a bidirectional layer; one line, no output.
+    let out = dir.path().join("refused.npy");
+    let lengths = dir.path().join("lengths.npy");
+    write_npy(&lengths, &ndarray::arr1(&[7i64, 5, 2])).unwrap();
+    let o = run(&[
+        "run",
+        "--model",
+        s(&first_hour("lstm_bf_meta.safetensors")),
+        "--input",
+        s(&first_hour("lstm_bf_meta_input.npy")),
+        "--output",
+        s(&out),
+        "--lengths",
+        s(&lengths),
+        "--chunk-size",
+        "2",
+    ]);
+    assert_fails(&o, &["--chunk-size", "--lengths"], &[&out]);
+    let o = run(&[
+        "run",
+        "--model",
+        s(&first_hour("gru_bf16.safetensors")),
+        "--input",
+        s(&first_hour("gru_bf16_input.npy")),
+        "--output",
+        s(&out),
+        "--chunk-size",
+        "2",
+    ]);
+    assert_fails(&o, &["bidirectional"], &[&out]);
+}
+
+/// `recurrent stream`: frames piped in as raw floats come out one step at a time, with
+/// torch's numbers; a frame cut short is an error after the whole frames' outputs.
+#[test]
+fn stream_runs_frames_from_a_pipe() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let x: ArrayD<f32> = read_npy(first_hour("gru_meta_input.npy")).unwrap(); // (4, 5)
+    let want: ArrayD<f32> = read_npy(first_hour("gru_meta_output.npy")).unwrap(); // (4, 7)
+    let mut bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for cut in [false, true] {
+        if cut {
+            bytes.truncate(bytes.len() - 6);
+        }
+        let mut child = bin()
+            .args(["stream", "--model", s(&first_hour("gru_meta.safetensors"))])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let got: Vec<f32> = o
+            .stdout
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let steps = if cut { 3 } else { 4 };
+        assert_eq!(
+            got.len(),
+            steps * 7,
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = ArrayD::from_shape_vec(IxDyn(&[steps, 7]), got).unwrap();
+        let want = want.slice(ndarray::s![..steps, ..]).to_owned().into_dyn();
+        assert_close_f32(&got, &want);
+        if cut {
+            assert_fails(&o, &["stdin ended inside frame 3"], &[]);
+        } else {
+            assert!(o.status.success());
+        }
+    }
+}
