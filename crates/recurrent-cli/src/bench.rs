@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ndarray::{Array3, ArrayD};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use recurrent::{Float, Gru, Kind, Lstm, Rnn, RnnConfig};
+use recurrent::{Float, Gru, Kind, Lstm, Recurrent, RecurrentStream, Rnn, RnnConfig};
 
 /// The layer being timed.
 enum Model<T> {
@@ -30,8 +30,8 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
     if args.train && args.stream {
         return Err("--train and --stream: time one or the other".to_string());
     }
-    if args.mode != ModeArg::Rnn && args.stream {
-        return Err("--stream: only --mode rnn streams".to_string());
+    if args.stream && args.bidirectional {
+        return Err("--stream: a bidirectional layer cannot stream".to_string());
     }
     if args.threads == 0 {
         return Err("--threads: expected at least 1".to_string());
@@ -74,7 +74,7 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
         forward_flops(&config, args.seq_len, args.batch) * if args.train { 3.0 } else { 1.0 };
     let secs = median.0.as_secs_f64();
     println!(
-        "{{\"mode\":\"{}\",\"train\":{},\"proj_size\":{},\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"isa\":\"{}\",\"median_us\":{:.3},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
+        "{{\"mode\":\"{}\",\"train\":{},\"proj_size\":{},\"stream\":{},\"nonlinearity\":\"{}\",\"input_size\":{},\"hidden_size\":{},\"num_layers\":{},\"seq_len\":{},\"batch\":{},\"bidirectional\":{},\"threads\":{},\"dtype\":\"{}\",\"isa\":\"{}\",\"median_us\":{:.3},\"step_us\":{:.4},\"gflops\":{:.3},\"flops_per_call\":{},\"samples\":{},\"calls_per_sample\":{}}}",
         config.kind.name().to_lowercase(),
         args.train,
         config.proj_size,
@@ -93,6 +93,7 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
         },
         isa,
         secs * 1e6,
+        secs * 1e6 / args.seq_len as f64,
         flops / secs / 1e9,
         flops,
         median.1,
@@ -150,15 +151,9 @@ fn time_forward<T: Float>(
     let ones = ndarray::ArrayD::<T>::from_elem(ndarray::IxDyn(&out_shape), T::one());
     let call = || -> recurrent::Result<(usize, usize)> {
         match &model {
-            Model::Rnn(rnn) if stream => {
-                // One step at a time, as a caller with a live input would.
-                let mut s = rnn.stream(None)?;
-                let mut n = 0;
-                for x_t in input3.outer_iter() {
-                    n += s.step(x_t)?.len();
-                }
-                Ok((n, s.state().map_or(0, |h| h.len())))
-            }
+            Model::Rnn(m) if stream => stream_steps(m, input3),
+            Model::Lstm(m) if stream => stream_steps(m, input3),
+            Model::Gru(m) if stream => stream_steps(m, input3),
             Model::Rnn(m) if train => m
                 .backward(input.view(), None, ones.view(), None)
                 .map(|g| (g.input.len(), g.parameters.len())),
@@ -203,6 +198,20 @@ fn time_forward<T: Float>(
         samples.sort();
         Ok((samples[samples.len() / 2], samples.len(), calls))
     })
+}
+
+/// `--stream`: the sequence one step at a time through the layer's stream, as a caller
+/// with a live input would (the stream is made once per call; its first step allocates).
+fn stream_steps<T: Float, L: Recurrent<T>>(
+    layer: &L,
+    input: ndarray::ArrayView3<'_, T>,
+) -> recurrent::Result<(usize, usize)> {
+    let mut s = layer.stream(None)?;
+    let mut n = 0;
+    for x_t in input.outer_iter() {
+        n += s.step(x_t)?.len();
+    }
+    Ok((n, usize::from(s.state_owned().is_some())))
 }
 
 fn rayon_pool(threads: usize) -> Result<rayon::ThreadPool, String> {

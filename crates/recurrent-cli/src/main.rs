@@ -270,9 +270,9 @@ struct BenchArgs {
     /// Time forward + backward (the gradients of sum(output)) instead of the forward.
     #[arg(long)]
     train: bool,
-    /// Time streaming instead: the sequence fed one step at a time through
-    /// `RnnStream::step` (unidirectional only); the time reported is for the whole
-    /// sequence.
+    /// Time streaming instead: the sequence fed one step at a time through the layer's
+    /// stream (`step`; any kind, unidirectional only). `median_us` is for the whole
+    /// sequence, `step_us` per step.
     #[arg(long)]
     stream: bool,
     /// Minimum total measuring time in seconds.
