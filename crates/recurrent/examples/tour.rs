@@ -175,6 +175,17 @@ fn main() -> Result<()> {
         max_abs_diff(&h_2, &h_n),
         max_abs_diff(&c_2, &c_n)
     );
+    // The same LSTM streamed one step at a time (every kind streams): the stream keeps
+    // (h, c) and hands back each step's output as a view.
+    let mut live = lstm.stream(None)?;
+    let mut worst = 0.0f32;
+    for (t, x_t) in x.outer_iter().enumerate() {
+        let y_t = live.step(x_t)?; // (N, P)
+        let want = whole.index_axis(Axis(0), t).to_owned();
+        worst = worst.max(max_abs_diff(&y_t.to_owned().into_dyn(), &want));
+    }
+    println!("9 steps streamed vs one call: output diff {worst:e}");
+    assert!(worst < 1e-5, "the LSTM stream agrees with one call");
     let (ref_out, ref_hn, ref_cn) =
         reference::forward_layers(lstm.layers(), x.view().into_dyn(), None, None, None)?;
     println!(
