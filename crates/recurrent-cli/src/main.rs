@@ -167,7 +167,8 @@ struct RunArgs {
     #[arg(long, value_name = "CN.npy")]
     cn: Option<std::path::PathBuf>,
     /// Feed the input through a stream K steps at a time: the same output, with the
-    /// working memory of K steps whatever L (unidirectional layers, no --lengths).
+    /// layer's working memory that of K steps whatever L (unidirectional layers, no
+    /// --lengths).
     #[arg(long, value_name = "K", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     chunk_size: Option<usize>,
 }
