@@ -2,6 +2,8 @@
 """Time torch.nn.RNN against `recurrent bench` on the same configurations, in one run.
 
 Usage (from the repository root, torch in a venv):
+(--background-load: the same measurement with a CPU-bound process spinning on one core,
+as on a busy machine; --stream: one step at a time against torch's cell)
 
     python3 -m venv .venv && .venv/bin/pip install torch numpy safetensors
     cargo build --release -p recurrent-cli
@@ -307,7 +309,33 @@ def main() -> int:
     p.add_argument("--torch-full-isa", action="store_true",
                    help="with --isa avx2, let torch use every instruction set the CPU has")
     p.add_argument("--markdown", help="also write the table (with the command) to this file")
+    p.add_argument("--background-load", action="store_true",
+                   help="run a CPU-bound process on one core (the last) for the whole measurement, "
+                        "as a busy machine would: both sides are timed under the same load")
     args = p.parse_args()
+    if args.background_load:
+        with BackgroundLoad():
+            return measure(args)
+    return measure(args)
+
+
+class BackgroundLoad:
+    """A CPU-bound busy loop in another process, pinned to the last core, for the duration
+    of a `with` block (stopped on exit, whatever happens)."""
+
+    def __enter__(self):
+        code = "import os\ntry:\n    os.sched_setaffinity(0, {os.cpu_count() - 1})\nexcept (AttributeError, OSError):\n    pass\nwhile True:\n    pass\n"
+        self.process = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(0.2)  # let it start spinning
+        return self
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()
+        return False
+
+
+def measure(args) -> int:
     if args.isa:
         os.environ["RECURRENT_ISA"] = args.isa  # inherited by `recurrent bench`
 
@@ -351,11 +379,14 @@ def main() -> int:
 
     forced = os.environ.get("RECURRENT_ISA", "").strip()
     isa_note = f"RECURRENT_ISA={forced}" if forced else "RECURRENT_ISA unset: the best the CPU has"
+    load_note = ("  \nunder load: a CPU-bound process spinning on the last core for the whole run (--background-load)"
+                 if args.background_load else "")
     header = (
         f"GEMM peak (torch 1024^3 matmul, {args.threads} threads, {args.dtype}, same run): {peak:.1f} GFLOP/s  \n"
         f"CPU: {cpu_model()}, {os.cpu_count()} cores  \n"
         f"our kernel path: {', '.join(isas) or 'none run'} ({isa_note}); torch {torch.__version__}, "
-        f"its kernels: {TORCH_ISA_LIMIT or 'the best the CPU has'} (torch.backends.cpu.get_cpu_capability(): {torch.backends.cpu.get_cpu_capability()})\n\n"
+        f"its kernels: {TORCH_ISA_LIMIT or 'the best the CPU has'} (torch.backends.cpu.get_cpu_capability(): {torch.backends.cpu.get_cpu_capability()})"
+        f"{load_note}\n\n"
         "| mode | config | L | N | H_in | H | layers | bidir | torch | ours | ratio torch/ours | our GFLOP/s | of sgemm peak | target | met |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
