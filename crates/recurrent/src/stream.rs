@@ -190,15 +190,16 @@ impl<'a, T: Float> StreamCore<'a, T> {
             .c
             .get_or_insert_with(|| Array3::zeros((layers, batch, hidden)));
         if self.ones.len() != batch || self.scratch.is_none() {
-            self.scratch = Some(StepScratch::new(&self.weights[0], batch));
+            self.scratch = None;
             self.gx = Array2::zeros((batch, gates));
             self.ones = vec![1; batch];
         }
-        let Some(scratch) = self.scratch.as_mut() else {
-            unreachable!("allocated just above") // ok: set in the branch above
-        };
+        let weights = &self.weights;
+        let scratch = self
+            .scratch
+            .get_or_insert_with(|| StepScratch::new(&weights[0], batch));
         let threads = rayon::current_num_threads();
-        for (layer, w) in self.weights.iter().enumerate() {
+        for (layer, w) in weights.iter().enumerate() {
             // Layers below this one already hold this step's state: the input of this one.
             let (below, mut rest) = h.view_mut().split_at(Axis(0), layer);
             let h_layer = rest.index_axis_mut(Axis(0), 0);
