@@ -41,8 +41,8 @@ use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::forward::{StepScratch, StepWeights};
-use crate::module::LstmState;
 use crate::params::{uniform_init, DirectionParams, Packed};
+use crate::state::LstmState;
 use crate::state::{IntoHidden, IntoLstmState};
 
 /// torch's parameter names of a cell, in `named_parameters()` order.

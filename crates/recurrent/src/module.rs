@@ -288,7 +288,7 @@ pub struct Lstm<T> {
 layer_common!(Lstm, Kind::Lstm);
 
 /// An LSTM's `(h, c)` state pair.
-pub type LstmState<T> = (ArrayD<T>, ArrayD<T>);
+pub use crate::state::LstmState;
 
 impl<T: Float> Lstm<T> {
     /// Runs the layer in evaluation mode, as `lstm.eval()(input, (h_0, c_0))`.

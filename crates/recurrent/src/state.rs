@@ -115,3 +115,8 @@ where
         self.as_ref().and_then(IntoLstmState::into_lstm_state)
     }
 }
+
+/// An LSTM's state `(h, c)`: h `(D * num_layers, [N,] H_out)` and c `(D * num_layers,
+/// [N,] H)`, what `Lstm::forward` returns and takes back (defined here, below the layer
+/// and cell types that both use it).
+pub type LstmState<T> = (ndarray::ArrayD<T>, ndarray::ArrayD<T>);

@@ -21,6 +21,7 @@ mod errors_family;
 #[cfg(feature = "torch")]
 mod formats;
 mod gradients;
+mod layering;
 mod loading;
 mod optim;
 mod packed;
