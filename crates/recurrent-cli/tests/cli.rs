@@ -1979,3 +1979,57 @@ fn stream_runs_frames_from_a_pipe() {
         }
     }
 }
+
+/// `bench --stream` times every kind's stream, one JSON line with the time per step; a
+/// bidirectional layer cannot stream.
+#[test]
+fn bench_streams_every_kind() {
+    for mode in ["rnn", "lstm", "gru"] {
+        let o = run(&[
+            "bench",
+            "--mode",
+            mode,
+            "--stream",
+            "--input-size",
+            "4",
+            "--hidden-size",
+            "8",
+            "--num-layers",
+            "2",
+            "--seq-len",
+            "5",
+            "--batch",
+            "1",
+            "--min-time",
+            "0.01",
+        ]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            stdout.contains("\"stream\":true") && stdout.contains("\"step_us\":"),
+            "{stdout}"
+        );
+    }
+    let o = run(&[
+        "bench",
+        "--mode",
+        "gru",
+        "--stream",
+        "--bidirectional",
+        "--input-size",
+        "4",
+        "--hidden-size",
+        "8",
+        "--num-layers",
+        "1",
+        "--seq-len",
+        "5",
+        "--batch",
+        "1",
+    ]);
+    assert_fails(&o, &["--stream", "bidirectional"], &[]);
+}
