@@ -19,6 +19,7 @@ mod errors;
 mod errors_family;
 mod gradients;
 mod loading;
+mod onnx;
 mod optim;
 mod packed;
 mod properties;
