@@ -4,8 +4,8 @@
 //! # Reading
 //!
 //! [`crate::io::StateDict::read`] (and so [`crate::load`], `Lstm::load`, the CLI) reads an
-//! ONNX model when the file's bytes are one: the recurrent nodes (`RNN`, `LSTM`, `GRU`,
-//! opset 7 to 22) are found in graph order, each node one layer of a stack whose later
+//! ONNX model when the file's bytes are one: the recurrent nodes (`RNN`, `LSTM`, `GRU`
+//! of the default domain; the opset is not checked) are found in graph order, each node one layer of a stack whose later
 //! layers read the earlier's output (directly, or through the `Transpose` / `Reshape` /
 //! `Squeeze` nodes torch's exporter puts between layers), and their `W`, `R`, `B`
 //! (initializers or `Constant` nodes) are converted to torch's names, layout and gate
