@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod commands;
+mod export;
 mod stream;
 
 use std::process::ExitCode;
@@ -50,6 +51,9 @@ enum Command {
     Init(InitArgs),
     /// Time the forward call in-process and print one JSON line.
     Bench(BenchArgs),
+    /// Write a model as ONNX (opset 14): one RNN/LSTM/GRU node per layer, laid out as
+    /// torch.onnx.export writes it, for ONNX Runtime, tract and other runtimes.
+    Export(ExportArgs),
     /// Run a model over frames read from stdin, one step at a time, writing each step's
     /// output to stdout as soon as it is computed (state carried over): for piping a
     /// live source through the model.
@@ -232,6 +236,36 @@ struct InitArgs {
     output: std::path::PathBuf,
 }
 
+/// `recurrent export`.
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// The model: a state_dict (safetensors) or an ONNX model.
+    #[arg(long, value_name = "M.safetensors")]
+    model: std::path::PathBuf,
+    /// Where to write the ONNX model.
+    #[arg(long, value_name = "OUT.onnx")]
+    output: std::path::PathBuf,
+    /// Key prefix of the layer's tensors, e.g. `encoder.rnn.`; detected when unambiguous.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+    /// The exported graph's input and output are (N, L, F). Overrides the file's
+    /// metadata; without either, torch's default (false) is used, with a warning.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    batch_first: Option<bool>,
+    /// RNN only: the activation. Overrides the file's metadata; without either, torch's
+    /// default (tanh) is used, with a warning.
+    #[arg(long, value_enum)]
+    nonlinearity: Option<NonlinearityArg>,
+    /// Add graph inputs h0 (and c0 for an LSTM), (D*num_layers, N, H), which must then be
+    /// fed; without, the initial states are zeros.
+    #[arg(long)]
+    initial_state: bool,
+    /// The weights' and graph's dtype; the model's own when absent (float16 and bfloat16
+    /// weights are widened to float32).
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
+}
+
 /// `recurrent bench`.
 #[derive(Args, Debug)]
 struct BenchArgs {
@@ -343,6 +377,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(args),
         Command::Backward(args) => commands::backward(args),
         Command::Stream(args) => stream::stream(args),
+        Command::Export(args) => export::export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,7 +20,7 @@
 //! caller's path, never a temporary file.
 
 pub mod npy;
-mod onnx;
+pub mod onnx;
 mod raw;
 pub mod safetensors;
 mod state_dict;

@@ -3,6 +3,13 @@
 
 use safetensors::tensor::Dtype as StDtype;
 
+/// Metadata key for the nonlinearity (`"tanh"` / `"relu"`).
+pub const META_NONLINEARITY: &str = "nonlinearity";
+/// Metadata key for `batch_first` (`"true"` / `"false"`).
+pub const META_BATCH_FIRST: &str = "batch_first";
+/// Metadata key for `dropout` (a decimal number).
+pub const META_DROPOUT: &str = "dropout";
+
 /// The file formats a [`crate::io::StateDict`] is read from, told apart by the file's bytes (never
 /// by its extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,7 +41,7 @@ impl std::fmt::Display for FileFormat {
 /// One tensor of a state dict read from a format other than safetensors (torch.save,
 /// ONNX): its torch name, dtype, shape and little-endian row-major bytes.
 #[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "torch"), allow(dead_code))] // built by the optional readers
+#[cfg_attr(not(any(feature = "torch", feature = "onnx")), allow(dead_code))] // built by the optional readers
 pub(crate) struct RawTensor {
     pub name: String,
     pub dtype: StDtype,

@@ -22,20 +22,13 @@ use ndarray::ArrayD;
 use safetensors::tensor::Dtype as StDtype;
 use safetensors::SafeTensors;
 
-pub use super::raw::FileFormat;
 use super::raw::RawTensor;
+pub use super::raw::{FileFormat, META_BATCH_FIRST, META_DROPOUT, META_NONLINEARITY};
 use crate::config::{Kind, Nonlinearity, RnnConfig};
 use crate::element::{Dtype, Float};
 use crate::error::{Error, Result};
 use crate::module::{Gru, Lstm, Rnn};
 use crate::params::{param_names, Layers, ParamName};
-
-/// Metadata key for the nonlinearity (`"tanh"` / `"relu"`).
-pub const META_NONLINEARITY: &str = "nonlinearity";
-/// Metadata key for `batch_first` (`"true"` / `"false"`).
-pub const META_BATCH_FIRST: &str = "batch_first";
-/// Metadata key for `dropout` (a decimal number).
-pub const META_DROPOUT: &str = "dropout";
 
 /// The floating-point dtypes a state dict's tensors may be stored in. Every one is read;
 /// float16 and bfloat16 are widened exactly to the computation dtype.

@@ -23,6 +23,7 @@ mod formats;
 mod gradients;
 mod layering;
 mod loading;
+mod onnx;
 mod optim;
 mod packed;
 mod properties;
