@@ -162,11 +162,13 @@ fn export_then_run_the_onnx_model_reproduces_torch() {
 fn export_warns_about_options_the_model_does_not_record() {
     let dir = tempfile::tempdir().unwrap();
     let onnx = dir.path().join("m.onnx");
-    // An ONNX model without a batch-first Transpose does not record batch_first.
+    // A state dict saved by torch does not record batch_first: export says what it
+    // assumed.
     let out = run(&[
         "export",
         "--model",
-        s(&case("rnn_relu_float_data", "model.onnx")),
+        s(&std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../recurrent/tests/fixtures/first_hour/lstm_bf_nometa.safetensors")),
         "--output",
         s(&onnx),
     ]);
@@ -176,6 +178,18 @@ fn export_warns_about_options_the_model_does_not_record() {
         stderr.starts_with("warning:") && stderr.contains("batch_first=false"),
         "{stderr}"
     );
+    // An ONNX graph fixes its input's layout (sequence-first here): nothing assumed.
+    let again = dir.path().join("again.onnx");
+    let out = run(&[
+        "export",
+        "--model",
+        s(&case("rnn_relu_float_data", "model.onnx")),
+        "--output",
+        s(&again),
+    ]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("batch_first"), "{stderr}");
     assert!(onnx.exists());
 }
 

@@ -54,6 +54,8 @@ fn forward<T: Float>(layer: &Layer<T>, case: &str) -> (ArrayD<T>, ArrayD<T>, Opt
 
 /// Loads the case's ONNX model, checks its parameters against torch's state dict bit
 /// for bit, and its outputs against torch's at assert_close's defaults.
+/// `batch_first_recorded`: what the graph fixes (every fixture's first node reads the
+/// graph's input, so each records it, `false` for a sequence-first graph).
 fn check_case<T: Float>(case: &str, kind: Kind, batch_first_recorded: Option<bool>) {
     let model = folder(case).join("model.onnx");
     let dict = StateDict::read(&model).unwrap_or_else(|e| panic!("{case}: {e}"));
@@ -95,10 +97,10 @@ fn check_case<T: Float>(case: &str, kind: Kind, batch_first_recorded: Option<boo
 
 #[test]
 fn legacy_exports_of_rnn_load_with_torch_parameters_and_outputs() {
-    check_case::<f32>("rnn_tanh_2layers_bidirectional", Kind::Rnn, None);
+    check_case::<f32>("rnn_tanh_2layers_bidirectional", Kind::Rnn, Some(false));
     check_case::<f32>("rnn_relu_batch_first_nobias", Kind::Rnn, Some(true));
     // Weights in float_data rather than raw_data.
-    check_case::<f32>("rnn_relu_float_data", Kind::Rnn, None);
+    check_case::<f32>("rnn_relu_float_data", Kind::Rnn, Some(false));
     let relu = StateDict::read(folder("rnn_relu_float_data").join("model.onnx")).unwrap();
     assert_eq!(
         relu.metadata().get("nonlinearity").map(String::as_str),
@@ -113,15 +115,15 @@ fn legacy_exports_of_lstm_load_with_torch_parameters_and_outputs() {
         Kind::Lstm,
         Some(true),
     );
-    check_case::<f32>("lstm_nobias_h0_c0", Kind::Lstm, None);
-    check_case::<f32>("lstm_external_data", Kind::Lstm, None);
+    check_case::<f32>("lstm_nobias_h0_c0", Kind::Lstm, Some(false));
+    check_case::<f32>("lstm_external_data", Kind::Lstm, Some(false));
 }
 
 #[test]
 fn legacy_exports_of_gru_load_with_torch_parameters_and_outputs() {
-    check_case::<f32>("gru_2layers_bidirectional", Kind::Gru, None);
+    check_case::<f32>("gru_2layers_bidirectional", Kind::Gru, Some(false));
     check_case::<f32>("gru_batch_first_nobias_h0", Kind::Gru, Some(true));
-    check_case::<f64>("gru_f64", Kind::Gru, None);
+    check_case::<f64>("gru_f64", Kind::Gru, Some(false));
 }
 
 #[test]
@@ -133,14 +135,14 @@ fn half_precision_weights_keep_their_stored_dtype_and_widen_exactly() {
     ] {
         let dict = StateDict::read(folder(case).join("model.onnx")).unwrap();
         assert_eq!(dict.stored_dtype("").unwrap(), stored, "{case}");
-        check_case::<f32>(case, kind, None);
+        check_case::<f32>(case, kind, Some(false));
     }
 }
 
 #[test]
 fn dynamo_exports_of_lstm_and_gru_load() {
     check_case::<f32>("dynamo_lstm_2layers_batch_first", Kind::Lstm, Some(true));
-    check_case::<f32>("dynamo_gru_bidirectional_nobias", Kind::Gru, None);
+    check_case::<f32>("dynamo_gru_bidirectional_nobias", Kind::Gru, Some(false));
 }
 
 #[test]

@@ -23,7 +23,9 @@
 //! The options the tensors cannot show go to the state dict's metadata: an RNN's
 //! `activations` (`Tanh` / `Relu`) as `nonlinearity`; `layout=1`, or torch's
 //! `Transpose(perm=[1, 0, 2])` between the graph input and the first node, as
-//! `batch_first=true` (otherwise `batch_first` is not recorded).
+//! `batch_first=true`; a first node that reads the graph's input without them records
+//! `batch_first=false`, since the graph fixes the layout (a first node fed by some other
+//! operator leaves it unrecorded).
 //!
 //! What torch's layers cannot compute is refused with one message naming the node: a GRU
 //! with `linear_before_reset=0` (ONNX's default, a different GRU: the reset gate applied

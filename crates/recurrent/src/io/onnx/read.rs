@@ -228,12 +228,18 @@ impl Reader<'_> {
         if let Some(n) = first.nonlinearity {
             metadata.insert(META_NONLINEARITY.to_string(), n.to_string());
         }
-        let transposed = match self.source(&nodes[order[0]]) {
-            Source::GraphInput(perms) => perms.iter().filter(|p| *p == &[1, 0, 2]).count() % 2 == 1,
-            _ => false,
-        };
-        if (first.layout == 1) != transposed {
-            metadata.insert(META_BATCH_FIRST.to_string(), "true".to_string());
+        // The graph fixes the input's layout when the first node reads the graph's input
+        // (through torch's Transposes or not): batch_first is then recorded, either way.
+        match self.source(&nodes[order[0]]) {
+            Source::GraphInput(perms) => {
+                let transposed = perms.iter().filter(|p| *p == &[1, 0, 2]).count() % 2 == 1;
+                let batch_first = (first.layout == 1) != transposed;
+                metadata.insert(META_BATCH_FIRST.to_string(), batch_first.to_string());
+            }
+            _ if first.layout == 1 => {
+                metadata.insert(META_BATCH_FIRST.to_string(), "true".to_string());
+            }
+            _ => {}
         }
 
         let with_bias = layers.iter().any(|l| l.b.is_some());
