@@ -17,7 +17,7 @@
 //! `Some(view)`, a view, or a reference to an array (e.g. the `h_n` a call returned).
 //! [`Lstm`](crate::Lstm) takes any [`IntoLstmState`]: `None`, `Some((h_view, c_view))`,
 //! a pair of views or of array references, or a reference to the
-//! [`LstmState`](crate::LstmState) a call returned. The arrays are only read.
+//! [`LstmState`] a call returned. The arrays are only read.
 
 use ndarray::{ArrayBase, ArrayView, ArrayViewD, Data, Dimension};
 
@@ -59,7 +59,7 @@ impl<'a, T, S: Data<Elem = T>, D: Dimension> IntoHidden<'a, T> for &'a Option<Ar
 /// `(D * num_layers, N, H)` (without the N axis for unbatched input). `None` means
 /// zeros. Implemented for `Option<(ArrayViewD, ArrayViewD)>`, pairs of views, pairs of
 /// array references, and a reference to a pair of arrays (the
-/// [`LstmState`](crate::LstmState) that `forward` returns), also as a `&Option` of one.
+/// [`LstmState`] that `forward` returns), also as a `&Option` of one.
 pub trait IntoLstmState<'a, T> {
     /// The state as views, or `None` for zeros.
     fn into_lstm_state(self) -> Option<(ArrayViewD<'a, T>, ArrayViewD<'a, T>)>;
