@@ -41,7 +41,12 @@ macro_rules! with_cell {
 /// One step of a cell whose state is `h`.
 fn step_h<T: Elem>(
     py: Python<'_>,
-    f: impl Fn(ndarray::ArrayViewD<'_, T>, Option<ndarray::ArrayViewD<'_, T>>) -> recurrent::Result<ArrayD<T>> + Send + Sync,
+    f: impl Fn(
+            ndarray::ArrayViewD<'_, T>,
+            Option<ndarray::ArrayViewD<'_, T>>,
+        ) -> recurrent::Result<ArrayD<T>>
+        + Send
+        + Sync,
     x: &Bound<'_, PyAny>,
     h: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
@@ -81,7 +86,12 @@ fn step_lstm<T: Elem>(
 fn owned<T: Elem>(tensors: &[(String, Bound<'_, PyAny>)]) -> PyResult<Vec<(String, ArrayD<T>)>> {
     tensors
         .iter()
-        .map(|(name, t)| Ok((name.clone(), extract::<T>(t, &format!("'{name}'"))?.as_array().to_owned())))
+        .map(|(name, t)| {
+            Ok((
+                name.clone(),
+                extract::<T>(t, &format!("'{name}'"))?.as_array().to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -135,12 +145,24 @@ impl PyCell {
         let n = parse_nonlinearity(nonlinearity)?;
         let (i, h) = (input_size, hidden_size);
         let inner = match (parse_kind(kind)?, is_f64(dtype)?) {
-            (Kind::Rnn, false) => AnyCell::R32(RnnCell::from_named(i, h, bias, n, owned(&tensors)?).py()?),
-            (Kind::Lstm, false) => AnyCell::L32(LstmCell::from_named(i, h, bias, owned(&tensors)?).py()?),
-            (Kind::Gru, false) => AnyCell::G32(GruCell::from_named(i, h, bias, owned(&tensors)?).py()?),
-            (Kind::Rnn, true) => AnyCell::R64(RnnCell::from_named(i, h, bias, n, owned(&tensors)?).py()?),
-            (Kind::Lstm, true) => AnyCell::L64(LstmCell::from_named(i, h, bias, owned(&tensors)?).py()?),
-            (Kind::Gru, true) => AnyCell::G64(GruCell::from_named(i, h, bias, owned(&tensors)?).py()?),
+            (Kind::Rnn, false) => {
+                AnyCell::R32(RnnCell::from_named(i, h, bias, n, owned(&tensors)?).py()?)
+            }
+            (Kind::Lstm, false) => {
+                AnyCell::L32(LstmCell::from_named(i, h, bias, owned(&tensors)?).py()?)
+            }
+            (Kind::Gru, false) => {
+                AnyCell::G32(GruCell::from_named(i, h, bias, owned(&tensors)?).py()?)
+            }
+            (Kind::Rnn, true) => {
+                AnyCell::R64(RnnCell::from_named(i, h, bias, n, owned(&tensors)?).py()?)
+            }
+            (Kind::Lstm, true) => {
+                AnyCell::L64(LstmCell::from_named(i, h, bias, owned(&tensors)?).py()?)
+            }
+            (Kind::Gru, true) => {
+                AnyCell::G64(GruCell::from_named(i, h, bias, owned(&tensors)?).py()?)
+            }
         };
         Ok(PyCell { inner })
     }
@@ -148,7 +170,12 @@ impl PyCell {
     /// The cell of `kind` a file holds (a cell's tensors, or a one-layer layer's).
     #[staticmethod]
     #[pyo3(signature = (kind, path, prefix=None, dtype=None))]
-    fn load(kind: &str, path: PathBuf, prefix: Option<&str>, dtype: Option<&str>) -> PyResult<Self> {
+    fn load(
+        kind: &str,
+        path: PathBuf,
+        prefix: Option<&str>,
+        dtype: Option<&str>,
+    ) -> PyResult<Self> {
         let f64 = match dtype {
             Some(d) => is_f64(d)?,
             None => {
@@ -213,16 +240,36 @@ impl PyCell {
         c: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
         let no_c = || match c {
-            Some(c) if !c.is_none() => Err(PyValueError::new_err("only an LSTMCell has a cell state")),
+            Some(c) if !c.is_none() => {
+                Err(PyValueError::new_err("only an LSTMCell has a cell state"))
+            }
             _ => Ok(()),
         };
         Ok(match &self.inner {
-            AnyCell::R32(cell) => { no_c()?; (step_h(py, |x, h| cell.forward(x, h), x, h)?, None) }
-            AnyCell::R64(cell) => { no_c()?; (step_h(py, |x, h| cell.forward(x, h), x, h)?, None) }
-            AnyCell::G32(cell) => { no_c()?; (step_h(py, |x, h| cell.forward(x, h), x, h)?, None) }
-            AnyCell::G64(cell) => { no_c()?; (step_h(py, |x, h| cell.forward(x, h), x, h)?, None) }
-            AnyCell::L32(cell) => { let (h, c) = step_lstm(py, cell, x, h, c)?; (h, Some(c)) }
-            AnyCell::L64(cell) => { let (h, c) = step_lstm(py, cell, x, h, c)?; (h, Some(c)) }
+            AnyCell::R32(cell) => {
+                no_c()?;
+                (step_h(py, |x, h| cell.forward(x, h), x, h)?, None)
+            }
+            AnyCell::R64(cell) => {
+                no_c()?;
+                (step_h(py, |x, h| cell.forward(x, h), x, h)?, None)
+            }
+            AnyCell::G32(cell) => {
+                no_c()?;
+                (step_h(py, |x, h| cell.forward(x, h), x, h)?, None)
+            }
+            AnyCell::G64(cell) => {
+                no_c()?;
+                (step_h(py, |x, h| cell.forward(x, h), x, h)?, None)
+            }
+            AnyCell::L32(cell) => {
+                let (h, c) = step_lstm(py, cell, x, h, c)?;
+                (h, Some(c))
+            }
+            AnyCell::L64(cell) => {
+                let (h, c) = step_lstm(py, cell, x, h, c)?;
+                (h, Some(c))
+            }
         })
     }
 }

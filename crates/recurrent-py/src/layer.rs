@@ -110,7 +110,8 @@ fn from_pairs<T: Elem>(
 ) -> PyResult<Layer<T>> {
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, value) in tensors {
-        let array: PyReadonlyArrayDyn<'_, T> = extract(value, &format!("state dict entry '{name}'"))?;
+        let array: PyReadonlyArrayDyn<'_, T> =
+            extract(value, &format!("state dict entry '{name}'"))?;
         let view = array.as_array();
         let mut bytes = Vec::with_capacity(view.len() * std::mem::size_of::<T>());
         view.iter().for_each(|&v| v.push_le(&mut bytes));
@@ -132,6 +133,9 @@ fn from_pairs<T: Elem>(
     Ok(Layer::from_layers(dict.load_layers(&prefix, config).py()?))
 }
 
+/// `(output, h_n, c_n)` as NumPy arrays (`c_n` for an LSTM only).
+type ForwardPy = (Py<PyAny>, Py<PyAny>, Option<Py<PyAny>>);
+
 /// The forward pass; `(output, h_n, c_n)`.
 type Forward<T> = (ArrayD<T>, ArrayD<T>, Option<ArrayD<T>>);
 
@@ -142,7 +146,7 @@ fn forward<T: Elem>(
     h0: Option<&Bound<'_, PyAny>>,
     c0: Option<&Bound<'_, PyAny>>,
     lengths: Option<Vec<usize>>,
-) -> PyResult<(Py<PyAny>, Py<PyAny>, Option<Py<PyAny>>)> {
+) -> PyResult<ForwardPy> {
     let x = extract::<T>(x, "input")?;
     let h0 = extract_opt::<T>(h0, "h_0")?;
     let c0 = extract_opt::<T>(c0, "c_0")?;
@@ -184,12 +188,19 @@ fn forward<T: Elem>(
 }
 
 /// A view of an optional array.
-fn view<'a, T: Elem>(a: &'a Option<PyReadonlyArrayDyn<'_, T>>) -> Option<ndarray::ArrayViewD<'a, T>> {
+fn view<'a, T: Elem>(
+    a: &'a Option<PyReadonlyArrayDyn<'_, T>>,
+) -> Option<ndarray::ArrayViewD<'a, T>> {
     a.as_ref().map(|a| a.as_array())
 }
 
 /// `(parameter gradients, grad input, grad h_0, grad c_0)`.
-type Backward = (Vec<(String, Py<PyAny>)>, Py<PyAny>, Py<PyAny>, Option<Py<PyAny>>);
+type Backward = (
+    Vec<(String, Py<PyAny>)>,
+    Py<PyAny>,
+    Py<PyAny>,
+    Option<Py<PyAny>>,
+);
 
 #[allow(clippy::too_many_arguments)]
 fn backward<T: Elem>(
@@ -347,7 +358,12 @@ impl PyLayer {
     /// library reads), in `dtype` (None: float64 for a float64 file, else float32).
     #[staticmethod]
     #[pyo3(signature = (path, prefix=None, dtype=None))]
-    fn load(py: Python<'_>, path: PathBuf, prefix: Option<&str>, dtype: Option<&str>) -> PyResult<Self> {
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        prefix: Option<&str>,
+        dtype: Option<&str>,
+    ) -> PyResult<Self> {
         let dict = py.detach(|| StateDict::read(&path)).py()?;
         let prefix = dict.resolve_prefix(prefix).py()?;
         let config = dict.infer_config(&prefix).py()?;
@@ -428,7 +444,7 @@ impl PyLayer {
         h0: Option<&Bound<'_, PyAny>>,
         c0: Option<&Bound<'_, PyAny>>,
         lengths: Option<Vec<usize>>,
-    ) -> PyResult<(Py<PyAny>, Py<PyAny>, Option<Py<PyAny>>)> {
+    ) -> PyResult<ForwardPy> {
         with_layer!(&*self.inner, l => forward(py, l, x, h0, c0, lengths))
     }
 
@@ -452,7 +468,11 @@ impl PyLayer {
 
     /// A stream over one sequence fed in pieces, from `(h0, c0)` (zeros when None).
     #[pyo3(signature = (h0=None, c0=None))]
-    fn stream(&self, h0: Option<&Bound<'_, PyAny>>, c0: Option<&Bound<'_, PyAny>>) -> PyResult<Stream> {
+    fn stream(
+        &self,
+        h0: Option<&Bound<'_, PyAny>>,
+        c0: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Stream> {
         Stream::new(self.inner.clone(), h0, c0)
     }
 }

@@ -44,13 +44,33 @@ self_cell::self_cell!(
 macro_rules! dispatch {
     ($stream:expr, $view:expr, |$s:ident, $v:ident, $wrap:ident| $body:expr) => {
         match ($stream, $view) {
-            (AnyStream::R32($s), AnyView::F32($v)) => { let $wrap = AnyArray::F32; $body }
-            (AnyStream::L32($s), AnyView::F32($v)) => { let $wrap = AnyArray::F32; $body }
-            (AnyStream::G32($s), AnyView::F32($v)) => { let $wrap = AnyArray::F32; $body }
-            (AnyStream::R64($s), AnyView::F64($v)) => { let $wrap = AnyArray::F64; $body }
-            (AnyStream::L64($s), AnyView::F64($v)) => { let $wrap = AnyArray::F64; $body }
-            (AnyStream::G64($s), AnyView::F64($v)) => { let $wrap = AnyArray::F64; $body }
-            _ => Err(PyValueError::new_err("the array's dtype is not the stream's")),
+            (AnyStream::R32($s), AnyView::F32($v)) => {
+                let $wrap = AnyArray::F32;
+                $body
+            }
+            (AnyStream::L32($s), AnyView::F32($v)) => {
+                let $wrap = AnyArray::F32;
+                $body
+            }
+            (AnyStream::G32($s), AnyView::F32($v)) => {
+                let $wrap = AnyArray::F32;
+                $body
+            }
+            (AnyStream::R64($s), AnyView::F64($v)) => {
+                let $wrap = AnyArray::F64;
+                $body
+            }
+            (AnyStream::L64($s), AnyView::F64($v)) => {
+                let $wrap = AnyArray::F64;
+                $body
+            }
+            (AnyStream::G64($s), AnyView::F64($v)) => {
+                let $wrap = AnyArray::F64;
+                $body
+            }
+            _ => Err(PyValueError::new_err(
+                "the array's dtype is not the stream's",
+            )),
         }
     };
 }
@@ -84,7 +104,8 @@ impl Stream {
             fn pair<'a, T: Elem>(
                 h: Option<&'a numpy::PyReadonlyArrayDyn<'_, T>>,
                 c: Option<&'a numpy::PyReadonlyArrayDyn<'_, T>>,
-            ) -> PyResult<Option<(ndarray::ArrayViewD<'a, T>, ndarray::ArrayViewD<'a, T>)>> {
+            ) -> PyResult<Option<(ndarray::ArrayViewD<'a, T>, ndarray::ArrayViewD<'a, T>)>>
+            {
                 match (h, c) {
                     (Some(h), Some(c)) => Ok(Some((h.as_array(), c.as_array()))),
                     (None, None) => Ok(None),
@@ -95,7 +116,9 @@ impl Stream {
             }
             fn no_cell(c0: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
                 match c0 {
-                    Some(c) if !c.is_none() => Err(PyValueError::new_err("only an LSTM has a cell state")),
+                    Some(c) if !c.is_none() => {
+                        Err(PyValueError::new_err("only an LSTM has a cell state"))
+                    }
                     _ => Ok(()),
                 }
             }
@@ -104,18 +127,34 @@ impl Stream {
                     let h = extract_opt::<f32>(h0, "h_0")?;
                     let c = extract_opt::<f32>(c0, "c_0")?;
                     match layer {
-                        Layer::Rnn(l) => { no_cell(c0)?; AnyStream::R32(l.stream(h.as_ref().map(|a| a.as_array())).py()?) }
-                        Layer::Gru(l) => { no_cell(c0)?; AnyStream::G32(l.stream(h.as_ref().map(|a| a.as_array())).py()?) }
-                        Layer::Lstm(l) => AnyStream::L32(l.stream(pair(h.as_ref(), c.as_ref())?).py()?),
+                        Layer::Rnn(l) => {
+                            no_cell(c0)?;
+                            AnyStream::R32(l.stream(h.as_ref().map(|a| a.as_array())).py()?)
+                        }
+                        Layer::Gru(l) => {
+                            no_cell(c0)?;
+                            AnyStream::G32(l.stream(h.as_ref().map(|a| a.as_array())).py()?)
+                        }
+                        Layer::Lstm(l) => {
+                            AnyStream::L32(l.stream(pair(h.as_ref(), c.as_ref())?).py()?)
+                        }
                     }
                 }
                 AnyLayer::F64(layer) => {
                     let h = extract_opt::<f64>(h0, "h_0")?;
                     let c = extract_opt::<f64>(c0, "c_0")?;
                     match layer {
-                        Layer::Rnn(l) => { no_cell(c0)?; AnyStream::R64(l.stream(h.as_ref().map(|a| a.as_array())).py()?) }
-                        Layer::Gru(l) => { no_cell(c0)?; AnyStream::G64(l.stream(h.as_ref().map(|a| a.as_array())).py()?) }
-                        Layer::Lstm(l) => AnyStream::L64(l.stream(pair(h.as_ref(), c.as_ref())?).py()?),
+                        Layer::Rnn(l) => {
+                            no_cell(c0)?;
+                            AnyStream::R64(l.stream(h.as_ref().map(|a| a.as_array())).py()?)
+                        }
+                        Layer::Gru(l) => {
+                            no_cell(c0)?;
+                            AnyStream::G64(l.stream(h.as_ref().map(|a| a.as_array())).py()?)
+                        }
+                        Layer::Lstm(l) => {
+                            AnyStream::L64(l.stream(pair(h.as_ref(), c.as_ref())?).py()?)
+                        }
                     }
                 }
             })
@@ -133,10 +172,9 @@ impl Stream {
         f: impl FnOnce(&mut AnyStream<'_>) -> PyResult<R> + Send,
     ) -> PyResult<R> {
         py.detach(|| {
-            let mut guard = self
-                .cell
-                .lock()
-                .map_err(|_| PyRuntimeError::new_err("the stream is poisoned by an earlier panic"))?;
+            let mut guard = self.cell.lock().map_err(|_| {
+                PyRuntimeError::new_err("the stream is poisoned by an earlier panic")
+            })?;
             guard.with_dependent_mut(|_, stream| threads::run(|| f(stream)))
         })
     }
@@ -183,22 +221,42 @@ impl Stream {
                 AnyStream::G32(s) => hidden(RecurrentStream::state_owned(s), AnyArray::F32),
                 AnyStream::R64(s) => hidden(s.state_owned(), AnyArray::F64),
                 AnyStream::G64(s) => hidden(RecurrentStream::state_owned(s), AnyArray::F64),
-                AnyStream::L32(s) => State::Pair(s.state_owned().map(|(h, c)| (AnyArray::F32(h), AnyArray::F32(c)))),
-                AnyStream::L64(s) => State::Pair(s.state_owned().map(|(h, c)| (AnyArray::F64(h), AnyArray::F64(c)))),
+                AnyStream::L32(s) => State::Pair(
+                    s.state_owned()
+                        .map(|(h, c)| (AnyArray::F32(h), AnyArray::F32(c))),
+                ),
+                AnyStream::L64(s) => State::Pair(
+                    s.state_owned()
+                        .map(|(h, c)| (AnyArray::F64(h), AnyArray::F64(c))),
+                ),
             })
         })?;
         Ok(match state {
             State::Hidden(None) | State::Pair(None) => py.None(),
             State::Hidden(Some(h)) => h.into_py(py),
-            State::Pair(Some((h, c))) => (h.into_py(py), c.into_py(py)).into_pyobject(py)?.into_any().unbind(),
+            State::Pair(Some((h, c))) => (h.into_py(py), c.into_py(py))
+                .into_pyobject(py)?
+                .into_any()
+                .unbind(),
         })
     }
 
     /// Starts over from `(h0, c0)` (zeros when None); unchanged on an error.
     #[pyo3(signature = (h0=None, c0=None))]
-    fn reset(&self, py: Python<'_>, h0: Option<&Bound<'_, PyAny>>, c0: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let h = h0.filter(|o| !o.is_none()).map(|o| AnyReadonly::extract(o, self.f64, "h_0")).transpose()?;
-        let c = c0.filter(|o| !o.is_none()).map(|o| AnyReadonly::extract(o, self.f64, "c_0")).transpose()?;
+    fn reset(
+        &self,
+        py: Python<'_>,
+        h0: Option<&Bound<'_, PyAny>>,
+        c0: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let h = h0
+            .filter(|o| !o.is_none())
+            .map(|o| AnyReadonly::extract(o, self.f64, "h_0"))
+            .transpose()?;
+        let c = c0
+            .filter(|o| !o.is_none())
+            .map(|o| AnyReadonly::extract(o, self.f64, "c_0"))
+            .transpose()?;
         let (hv, cv) = (h.as_ref().map(|a| a.view()), c.as_ref().map(|a| a.view()));
         self.with(py, move |s| {
             let both = "an LSTM's initial state is (h_0, c_0): give both or neither";
@@ -212,9 +270,13 @@ impl Stream {
                 (AnyStream::G64(s), None, None) => s.reset(None).py(),
                 (AnyStream::G64(s), Some(AnyView::F64(h)), None) => s.reset(Some(h)).py(),
                 (AnyStream::L32(s), None, None) => s.reset(None).py(),
-                (AnyStream::L32(s), Some(AnyView::F32(h)), Some(AnyView::F32(c))) => s.reset(Some((h, c))).py(),
+                (AnyStream::L32(s), Some(AnyView::F32(h)), Some(AnyView::F32(c))) => {
+                    s.reset(Some((h, c))).py()
+                }
                 (AnyStream::L64(s), None, None) => s.reset(None).py(),
-                (AnyStream::L64(s), Some(AnyView::F64(h)), Some(AnyView::F64(c))) => s.reset(Some((h, c))).py(),
+                (AnyStream::L64(s), Some(AnyView::F64(h)), Some(AnyView::F64(c))) => {
+                    s.reset(Some((h, c))).py()
+                }
                 (AnyStream::L32(_) | AnyStream::L64(_), _, _) => Err(PyValueError::new_err(both)),
                 _ => Err(PyValueError::new_err("only an LSTM has a cell state")),
             }

@@ -25,12 +25,11 @@ pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// Sets the number of threads computations use (as `torch.set_num_threads`).
 #[pyfunction]
 pub fn set_num_threads(n: i64) -> PyResult<()> {
-    let n = usize::try_from(n)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("set_num_threads expects a positive integer, got {n}"))
-        })?;
+    let n = usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "set_num_threads expects a positive integer, got {n}"
+        ))
+    })?;
     let mut slot = POOL
         .write()
         .map_err(|_| PyRuntimeError::new_err("the thread pool setting is poisoned"))?;
