@@ -153,6 +153,9 @@ fn remedy(names: &[&str]) -> (String, String) {
 
 /// The sources of the options the tensors cannot show.
 struct Sources {
+    /// How to record the options: `save it with` for a safetensors file, `re-save the
+    /// state dict as safetensors with` for a torch.save or ONNX one.
+    resave: &'static str,
     /// The file holds a cell, which has no `batch_first` or `dropout`: `run` feeds it
     /// the sequence in the command's layout ((L, N, H_in), or --batch-first).
     cell: bool,
@@ -174,6 +177,11 @@ impl Sources {
             }
         };
         Sources {
+            resave: if dict.format() == recurrent::io::FileFormat::Safetensors {
+                "save it with"
+            } else {
+                "re-save its state dict as safetensors with"
+            },
             cell: dict.is_cell(prefix),
             batch_first: source(
                 args.is_some_and(|a| a.batch_first.is_some()),
@@ -247,11 +255,12 @@ impl Sources {
         let values: Vec<String> = assumed.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let (flags, meta) = remedy(&names);
         Some(format!(
-            "warning: {} does not record {}; using torch's default{} {}. If the model was built otherwise, pass {flags} (or save it with save_file(sd, path, metadata={{{meta}}}))",
+            "warning: {} does not record {}; using torch's default{} {}. If the model was built otherwise, pass {flags} (or {} save_file(sd, path, metadata={{{meta}}}))",
             model.display(),
             names.join(" or "),
             if names.len() > 1 { "s" } else { "" },
             values.join(", "),
+            self.resave,
         ))
     }
 
@@ -588,7 +597,8 @@ pub fn inspect(args: InspectArgs) -> CliResult {
     if !unrecorded.is_empty() {
         let (flags, meta) = remedy(&unrecorded);
         out!(
-            "  if the model was built otherwise: pass {flags} to run and backward, or save it with save_file(sd, path, metadata={{{meta}}})"
+            "  if the model was built otherwise: pass {flags} to run and backward, or {} save_file(sd, path, metadata={{{meta}}})",
+            sources.resave
         );
     }
     let others = dict.names().len() - rnn.parameter_names().len();

@@ -1812,6 +1812,12 @@ fn torch_save_files_run_and_a_pickle_that_runs_code_is_refused() {
         s(&out),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A torch.save file records no batch_first: the remedy is to re-save it as safetensors.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("re-save its state dict as safetensors with save_file"),
+        "{stderr}"
+    );
     let want: ArrayD<f32> = read_npy(formats("pt_gru_bf16_legacy_output.npy")).unwrap();
     assert_close_f32(&read_npy(&out).unwrap(), &want);
 
