@@ -392,37 +392,23 @@ impl Reader<'_> {
     fn layer(&self, node: &NodeProto, index: usize, kind: Kind) -> Result<Layer> {
         let label = label(node, index);
         let refuse = |message: String| self.fail(format!("{label}: {message}"));
-        let known: &[&str] = match kind {
-            Kind::Rnn => &[
-                "activation_alpha",
-                "activation_beta",
-                "activations",
-                "clip",
-                "direction",
-                "hidden_size",
-                "layout",
-            ],
-            Kind::Lstm => &[
-                "activation_alpha",
-                "activation_beta",
-                "activations",
-                "clip",
-                "direction",
-                "hidden_size",
-                "input_forget",
-                "layout",
-            ],
-            Kind::Gru => &[
-                "activation_alpha",
-                "activation_beta",
-                "activations",
-                "clip",
-                "direction",
-                "hidden_size",
-                "layout",
-                "linear_before_reset",
-            ],
+        // ONNX's attributes of the kind, alphabetical: the shared ones and the kind's own.
+        let own: &[&str] = match kind {
+            Kind::Rnn => &[],
+            Kind::Lstm => &["input_forget"],
+            Kind::Gru => &["linear_before_reset"],
         };
+        let mut known = vec![
+            "activation_alpha",
+            "activation_beta",
+            "activations",
+            "clip",
+            "direction",
+            "hidden_size",
+            "layout",
+        ];
+        known.extend_from_slice(own);
+        known.sort_unstable();
         for a in &node.attribute {
             let name = a.name.as_deref().unwrap_or("");
             if !known.contains(&name) {
