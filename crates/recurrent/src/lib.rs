@@ -138,6 +138,26 @@ pub mod __bench {
         crate::kernels::gemv_rows(x, wt, ldw, y)
     }
 
+    /// `y += x · wt` with `wt` = Wᵀ `(K, N)` packed into column panels once, outside the
+    /// call (see `kernels/panel.rs`).
+    pub fn panel_matmul_acc<T: crate::Float>(
+        x: &ArrayView2<'_, T>,
+        panels: &PanelWeight<T>,
+        y: &mut ArrayViewMut2<'_, T>,
+    ) {
+        crate::kernels::panel::gemm_panels(x, &panels.0, 0, y)
+    }
+
+    /// A weight packed for [`panel_matmul_acc`].
+    pub struct PanelWeight<T>(crate::kernels::panel::Panels<T>);
+
+    impl<T: crate::Float> PanelWeight<T> {
+        /// Packs `wt` = Wᵀ `(K, N)`.
+        pub fn new(wt: ArrayView2<'_, T>) -> Self {
+            PanelWeight(crate::kernels::panel::Panels::new(wt))
+        }
+    }
+
     /// The vectorised f32 `tanh` the layers apply.
     pub fn tanh_slice_f32(xs: &mut [f32]) {
         crate::kernels::tanh::tanh_slice_f32(xs)

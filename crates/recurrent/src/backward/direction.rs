@@ -18,7 +18,7 @@ use crate::config::{Kind, Nonlinearity, RnnConfig};
 use crate::element::Float;
 use crate::forward::{matmul_acc, row_slice, row_slice_mut};
 use crate::kernels::gemm;
-use crate::params::{padded, DirectionParams};
+use crate::params::{DirectionParams, PackedWeight};
 
 /// Sets the rows of `(L, N, F)` `a` past each sequence's length to zero.
 pub(super) fn clear_padding<T: Float>(a: &mut ArrayViewMut3<'_, T>, lengths: &[usize]) {
@@ -38,21 +38,23 @@ fn flat<T: Float>(a: &Array3<T>, rows: usize) -> ArrayView2<'_, T> {
 /// The weights the backward multiplies gradients by, `da W`, in the packed-weight
 /// kernels' operand layout (torch's `(G*H, K)`, rows padded; see `params::padded`).
 struct RowWeights<T> {
-    w_ih: Array2<T>,
-    w_hh: Array2<T>,
+    w_ih: PackedWeight<T>,
+    w_hh: PackedWeight<T>,
     /// `W_hr` `(P, H)`, or empty.
-    w_hr: Array2<T>,
+    w_hr: PackedWeight<T>,
 }
 
 impl<T: Float> RowWeights<T> {
     fn new(p: &DirectionParams<T>) -> Self {
         RowWeights {
-            w_ih: padded(p.w_ih.view()),
-            w_hh: padded(p.w_hh.view()),
-            w_hr: p
-                .w_hr
-                .as_ref()
-                .map_or_else(|| Array2::zeros((0, 0)), |w| padded(w.view())),
+            w_ih: PackedWeight::new(p.w_ih.view()),
+            w_hh: PackedWeight::new(p.w_hh.view()),
+            w_hr: PackedWeight::new(
+                p.w_hr
+                    .as_ref()
+                    .map_or_else(|| Array2::zeros((0, 0)), |w| w.clone())
+                    .view(),
+            ),
         }
     }
 }

@@ -1,27 +1,52 @@
 //! Scan one direction of one layer over time.
 
 use ndarray::{
-    s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, CowArray, Ix2,
-    ShapeBuilder,
+    Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, CowArray, Ix2, ShapeBuilder,
 };
 
 use super::pair::{run_parts, SharedPtr};
 use crate::element::Float;
-use crate::kernels::{gemm, gemv_rows, narrow_scan, Activation};
-use crate::params::Packed;
+use crate::kernels::panel::gemm_panels;
+use crate::kernels::{gemv_rows, narrow_scan, Activation};
+use crate::params::{Packed, PackedWeight};
 
-/// `y = x · Wᵀ + beta · y`, with `wt` the packed transpose `Wᵀ` (K, ≥H) of a weight `W`
-/// (H, K) as torch stores it.
+/// `y += x · B[:, c0..c0 + y.ncols()]` on this thread, `B` `(K, N)` packed once as
+/// [`PackedWeight`] (for the forward `B = Wᵀ`, `W` `(N, K)` as torch stores it); `c0` is a
+/// multiple of 16 (every split of the columns is).
 ///
-/// The backend is chosen by shape, from `cargo bench -p recurrent-bench --bench kernels` (see
-/// the README): the packed-weight kernels (no per-call packing) win on every per-step
-/// product and on projections with weights up to a few hundred KiB; `matrixmultiply`
-/// wins on large projections (many rows against a weight of 2 MiB and more), where its
-/// cache blocking over K pays off. With `threads > 1` and enough work, the product is
-/// split between two threads.
+/// The kernel is chosen by the number of rows, from
+/// `cargo run --release -p recurrent-bench --example gflops` (see BENCHMARKS.md): one
+/// row goes through the row kernel (`kernels/matvec.rs`, 16 independent accumulator
+/// chains where a tile of one row would have two), every product with more rows
+/// through the panel GEMM (`kernels/panel.rs`).
+pub(crate) fn product_cols<T: Float>(
+    x: &ArrayView2<'_, T>,
+    w: &PackedWeight<T>,
+    c0: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
+    if x.nrows() >= PANEL_MIN_ROWS {
+        gemm_panels(x, &w.panels, c0, y)
+    } else {
+        let rows = &w.rows;
+        let all = match rows.as_slice() {
+            Some(all) => all,
+            None => unreachable!("packed weights are standard-layout arrays"), // ok: PackedWeight::new
+        };
+        gemv_rows(x, &all[c0..], rows.ncols(), y)
+    }
+}
+
+/// Products with at least this many rows go through the panel GEMM.
+const PANEL_MIN_ROWS: usize = 2;
+
+/// `y = x · B + beta · y`, `B` `(K, N = y.ncols())` packed once as [`PackedWeight`] (see
+/// [`product_cols`]). With `threads > 1` and enough work, the product is split between
+/// two threads: by rows when there are many (both halves read all of `B`), else by
+/// columns (each thread streams half of `B`).
 pub(crate) fn matmul_acc<T: Float>(
     x: &ArrayView2<'_, T>,
-    wt: &Array2<T>,
+    w: &PackedWeight<T>,
     beta: T,
     y: &mut ArrayViewMut2<'_, T>,
     threads: usize,
@@ -31,44 +56,26 @@ pub(crate) fn matmul_acc<T: Float>(
     }
     let (m, k) = x.dim();
     let h = y.ncols();
-    // matrixmultiply reads the weight as a strided view (made only when it is used: a
-    // slice costs as much as a small step's product).
-    let crate_gemm = |x: &ArrayView2<'_, T>, y: &mut ArrayViewMut2<'_, T>| {
-        gemm(x, &wt.slice(s![.., ..h]), T::one(), y)
-    };
-    let product = |x: &ArrayView2<'_, T>, wt_cols: &[T], y: &mut ArrayViewMut2<'_, T>| {
-        if m >= CRATE_GEMM_MIN_ROWS && k * h >= CRATE_GEMM_MIN_WEIGHT {
-            crate_gemm(x, y)
-        } else {
-            gemv_rows(x, wt_cols, wt.ncols(), y)
-        }
-    };
-    let Some(wt_all) = wt.as_slice() else {
-        return crate_gemm(x, y);
-    };
     if threads < 2 || m * k * h < PARALLEL_MIN_MACS {
-        return product(x, wt_all, y);
+        return product_cols(x, w, 0, y);
     }
     if m >= 16 {
-        // Split the rows: both halves read the whole weight.
         let half = m / 2 / 8 * 8;
         let (x0, x1) = x.view().split_at(Axis(0), half);
         let (mut y0, mut y1) = y.view_mut().split_at(Axis(0), half);
         rayon::join(
-            || product(&x0, wt_all, &mut y0),
-            || product(&x1, wt_all, &mut y1),
+            || product_cols(&x0, w, 0, &mut y0),
+            || product_cols(&x1, w, 0, &mut y1),
         );
     } else {
-        // Few rows: split the columns, each thread streaming half of the weight.
-        let ldw = wt.ncols();
         let half = h / 2 / 16 * 16;
         if half == 0 {
-            return gemv_rows(x, wt_all, ldw, y);
+            return product_cols(x, w, 0, y);
         }
         let (mut y0, mut y1) = y.view_mut().split_at(Axis(1), half);
         rayon::join(
-            || gemv_rows(x, wt_all, ldw, &mut y0),
-            || gemv_rows(x, &wt_all[half..], ldw, &mut y1),
+            || product_cols(x, w, 0, &mut y0),
+            || product_cols(x, w, half, &mut y1),
         );
     }
 }
@@ -89,15 +96,11 @@ const SPLIT_SCAN_MIN_MACS: usize = 1 << 24;
 /// projection.
 fn split_recurrence<T: Float, A: Activation>(
     mut seq: ArrayViewMut3<'_, T>,
-    w_hh_t: &Array2<T>,
+    w_hh_t: &PackedWeight<T>,
     h0: Option<ArrayView2<'_, T>>,
     reverse: bool,
 ) -> bool {
     let (seq_len, batch, hidden) = seq.dim();
-    let Some(wt) = w_hh_t.as_slice() else {
-        return false;
-    };
-    let ldw = w_hh_t.ncols();
     let split = hidden / 2 / 16 * 16;
     let strides: Vec<usize> = seq.strides().iter().map(|&s| s as usize).collect();
     let base = SharedPtr(seq.as_mut_ptr());
@@ -127,9 +130,9 @@ fn split_recurrence<T: Float, A: Activation>(
             // SAFETY: as above; row prev_t is complete and only read during this step.
             let previous =
                 unsafe { ArrayView2::from_shape_ptr(shape(hidden), at(prev_t, 0) as *const T) };
-            gemv_rows(&previous, &wt[cols.start..], ldw, &mut current);
+            product_cols(&previous, w_hh_t, cols.start, &mut current);
         } else if let Some(h) = &h0 {
-            gemv_rows(h, &wt[cols.start..], ldw, &mut current);
+            product_cols(h, w_hh_t, cols.start, &mut current);
         }
         activate::<T, A>(&mut current);
     };
@@ -142,11 +145,6 @@ fn split_recurrence<T: Float, A: Activation>(
 /// costs about as much. (At 2^18, LSTM/GRU small lost 4 µs of 35 to splitting their
 /// projection.)
 const PARALLEL_MIN_MACS: usize = 1 << 20;
-
-/// `matrixmultiply` takes products with at least this many rows...
-const CRATE_GEMM_MIN_ROWS: usize = 1024;
-/// ...against a weight of at least this many elements (2 MiB of f32).
-const CRATE_GEMM_MIN_WEIGHT: usize = 1 << 19;
 
 /// Applies the activation in place, row by row (rows are contiguous column ranges).
 fn activate<T: Float, A: Activation>(y: &mut ArrayViewMut2<'_, T>) {
@@ -284,7 +282,9 @@ fn scan_narrow<T: Float, A: Activation>(
     reverse: bool,
     threads: usize,
 ) -> bool {
-    let (Some(w_ih_t), Some(w_hh_t)) = (packed.w_ih_t.as_slice(), packed.w_hh_t.as_slice()) else {
+    let (Some(w_ih_t), Some(w_hh_t)) =
+        (packed.w_ih_t.rows.as_slice(), packed.w_hh_t.rows.as_slice())
+    else {
         return false;
     };
     let bias = match &packed.bias {

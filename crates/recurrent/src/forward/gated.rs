@@ -13,11 +13,11 @@ use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayVie
 use ndarray::ShapeBuilder;
 
 use super::cell::{StepScratch, StepWeights};
+use super::direction::product_cols;
 use super::pair::{run_parts, SharedPtr};
 use super::{row_slice, row_slice_mut};
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
-use crate::kernels::gemv_rows;
 use crate::params::{DirectionParams, Layers, Packed};
 use crate::shape::Prepared;
 
@@ -275,14 +275,13 @@ fn recur_split<T: Float>(
 ) -> bool {
     let (seq_len, batch, _) = gx.dim();
     let (h_out, g_count, reverse) = (h.ncols(), w.kind.gate_count(), w.reverse);
-    let (Some(wt), true, true) = (
-        w.packed.w_hh_t.as_slice(),
+    let (true, true) = (
         w.parts.len() == 2 && w.packed.w_hr_t.is_none(),
         h.is_standard_layout() && output.strides()[2] == 1,
     ) else {
         return false;
     };
-    let ldw = w.packed.w_hh_t.ncols();
+    let wt = &w.packed.w_hh_t;
     let mut other = Array2::<T>::zeros((batch, h_out));
     let buffers = [SharedPtr(h.as_mut_ptr()), SharedPtr(other.as_mut_ptr())];
     let out_strides = [output.strides()[0], output.strides()[1]];
@@ -316,7 +315,7 @@ fn recur_split<T: Float>(
         let mut next = unsafe { ArrayViewMut2::from_shape_ptr(shape, next) };
         gh.fill(T::zero());
         if step > 0 || !w.zero_start {
-            gemv_rows(&prev, &wt[cols.start..], ldw, &mut gh.view_mut());
+            product_cols(&prev, wt, cols.start, &mut gh.view_mut());
         }
         let gxt = gx.index_axis(Axis(0), t);
         let out_t = out_base.0.wrapping_offset(t as isize * out_strides[0]);

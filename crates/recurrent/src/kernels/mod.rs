@@ -6,6 +6,7 @@ pub(crate) mod isa;
 mod matvec;
 mod narrow;
 mod packed_gemm;
+pub(crate) mod panel;
 pub(crate) mod tanh;
 
 pub(crate) use activation::{Activation, Relu, Tanh};

@@ -8,9 +8,10 @@ pub use init::uniform_init;
 pub use layers::Layers;
 pub use name::{looks_like_param_name, param_names, ParamKind, ParamName};
 
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::element::Float;
+use crate::kernels::panel::Panels;
 
 /// The tensors of one (layer, direction), in torch's layout.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,9 +60,9 @@ impl<T: Float> DirectionParams<T> {
         Packed {
             bias: self.folded_bias(),
             gru_bias: self.gru_biases(),
-            w_ih_t: transpose_padded(&self.w_ih),
-            w_hh_t: transpose_padded(&self.w_hh),
-            w_hr_t: self.w_hr.as_ref().map(transpose_padded),
+            w_ih_t: PackedWeight::new(self.w_ih.t()),
+            w_hh_t: PackedWeight::new(self.w_hh.t()),
+            w_hr_t: self.w_hr.as_ref().map(|w| PackedWeight::new(w.t())),
             split: None,
             w_hh_finite: self.w_hh.iter().all(|w| w.is_finite()),
         }
@@ -89,8 +90,8 @@ impl<T: Float> DirectionParams<T> {
             gru_bias: packed
                 .gru_bias
                 .map(|(projection, b_hn)| (entries(&projection), b_hn)),
-            w_ih_t: transpose_padded(&rows(&self.w_ih)),
-            w_hh_t: transpose_padded(&rows(&self.w_hh)),
+            w_ih_t: PackedWeight::new(rows(&self.w_ih).t()),
+            w_hh_t: PackedWeight::new(rows(&self.w_hh).t()),
             w_hr_t: packed.w_hr_t,
             split: Some(split),
             w_hh_finite: packed.w_hh_finite,
@@ -102,25 +103,48 @@ impl<T: Float> DirectionParams<T> {
 /// of the product is one fixed-width vector operation per input element.
 pub(crate) const MIN_PACKED_WIDTH: usize = 16;
 
-/// `wᵀ` as a standard-layout `(K, ldw)` array, zero-padded on the right: `ldw` is at
-/// least `max(H, MIN_PACKED_WIDTH)`, and rounded up so that a row is an odd number of
-/// 64-byte cache lines when it is longer than one vector. A row stride that is a
-/// multiple of 4 KiB (H = 1024 in f32, say) maps every row of a column block to the
-/// same L1 cache sets, so a kernel walking down K would miss L1 at every step.
-fn transpose_padded<T: Float>(w: &Array2<T>) -> Array2<T> {
-    padded(w.t())
+/// The right-hand operand `B` `(K, N)` of the products `x · B`, laid out once, when the
+/// weights are set, in the two forms the kernels read:
+///
+/// - `rows`: a standard-layout `(K, ldw)` copy, zero-padded on the right: `ldw` is at
+///   least `max(N, MIN_PACKED_WIDTH)`, and rounded up so that a row is an odd number of
+///   64-byte cache lines when it is longer than one vector (a row stride that is a
+///   multiple of 4 KiB, N = 1024 in f32 say, maps every row of a column block to the
+///   same L1 cache sets). Read by the one-row kernel (`kernels/matvec.rs`), the fused
+///   loop of narrow layers and the two-thread splits' column ranges.
+/// - `panels`: column panels of 64 bytes (`kernels/panel.rs`), read by the GEMM of every
+///   product with more rows.
+///
+/// For the forward `B` is a transposed weight `Wᵀ`; the backward multiplies by `W`
+/// itself.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PackedWeight<T> {
+    /// `B` with padded rows.
+    pub rows: Array2<T>,
+    /// `B` in column panels.
+    pub panels: Panels<T>,
 }
 
-/// A standard-layout copy of `w` `(K, H)` with its rows padded as [`transpose_padded`]
-/// pads them: the operand layout of the packed-weight kernels.
-pub(crate) fn padded<T: Float>(w: ndarray::ArrayView2<'_, T>) -> Array2<T> {
+impl<T: Float> PackedWeight<T> {
+    /// Both layouts of `b` `(K, N)`, any strides.
+    pub(crate) fn new(b: ArrayView2<'_, T>) -> Self {
+        PackedWeight {
+            rows: padded(b),
+            panels: Panels::new(b),
+        }
+    }
+}
+
+/// A standard-layout copy of `w` `(K, H)` with its rows padded as [`PackedWeight::rows`]
+/// pads them.
+fn padded<T: Float>(w: ndarray::ArrayView2<'_, T>) -> Array2<T> {
     let (k, h) = w.dim();
     let mut out = Array2::zeros((k, padded_width::<T>(h)));
     out.slice_mut(ndarray::s![.., ..h]).assign(&w);
     out
 }
 
-/// The row stride [`transpose_padded`] gives a weight of `h` output columns.
+/// The row stride [`PackedWeight::rows`] has for `h` columns.
 pub(crate) fn padded_width<T>(h: usize) -> usize {
     let width = h.max(MIN_PACKED_WIDTH);
     let line = (64 / std::mem::size_of::<T>()).max(1); // elements per cache line
@@ -143,13 +167,12 @@ pub(crate) struct Packed<T> {
     pub bias: Option<Array1<T>>,
     /// GRU: the projection's bias and `b_hn` (see `DirectionParams::gru_biases`).
     pub gru_bias: Option<(Array1<T>, Array1<T>)>,
-    /// `W_ihᵀ`, `(layer_input_size, padded_width(G*H))`, row-major, zero-padded columns
-    /// (see [`transpose_padded`]).
-    pub w_ih_t: Array2<T>,
-    /// `W_hhᵀ`, `(H_out, padded_width(G*H))`, row-major, zero-padded columns.
-    pub w_hh_t: Array2<T>,
-    /// `W_hrᵀ`, `(H, padded_width(P))`, for an LSTM with projections.
-    pub w_hr_t: Option<Array2<T>>,
+    /// `W_ihᵀ`, `(layer_input_size, G*H)` (see [`PackedWeight`]).
+    pub w_ih_t: PackedWeight<T>,
+    /// `W_hhᵀ`, `(H_out, G*H)`.
+    pub w_hh_t: PackedWeight<T>,
+    /// `W_hrᵀ`, `(H, P)`, for an LSTM with projections.
+    pub w_hr_t: Option<PackedWeight<T>>,
     /// `None`: the gate rows (columns of the packed weights, entries of the biases) are
     /// in torch's order. `Some(s)`: the hidden units are in two parts, `0..s` and `s..H`,
     /// each with its gate blocks together (see [`DirectionParams::pack_split`]).

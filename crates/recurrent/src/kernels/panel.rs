@@ -1,0 +1,595 @@
+//! `y += x · Wᵀ` against `Wᵀ` packed once into column panels: the GEMM of every
+//! product with at least a few rows (each step's `h_{t-1} W_hhᵀ`, the input projection
+//! of all steps, an LSTM's projection, and the backward's recomputed forward).
+//!
+//! The design is Goto and van de Geijn's ("Anatomy of High-Performance Matrix
+//! Multiplication", 2008), as BLIS implements it, with the right-hand side packed once
+//! when the weights are set rather than on every call:
+//!
+//! - [`Panels`]: `Wᵀ` `(K, N)` as column panels of [`panel_width`] elements (64 bytes, one
+//!   cache line): panel `q` holds columns `q·NR..q·NR + NR` for every `k`, contiguous, so
+//!   a register tile streams its weights as one sequential run whatever `N` is. Columns
+//!   past `N` are zeros.
+//! - A register tile of `MR` rows × `NV` vectors of columns lives in registers for a
+//!   block of [`KC`] steps of `k`: each step loads `NV` weight vectors and broadcasts
+//!   `MR` inputs (AVX-512: 8 × 32 f32, 16 of the 32 zmm; AVX2: 6 × 16 f32, 12 of the 16
+//!   ymm; f64 the same registers at half the columns).
+//! - Loops, outermost first: blocks of [`MC`] rows (their `MC × KC` inputs stay in L2),
+//!   tiles of columns, blocks of `KC` steps of `k` (one tile's weights for the block,
+//!   `KC × NV` vectors, stay in L1 while every row tile of the block uses them), row
+//!   tiles.
+//!
+//! Every output element is one chain of multiply-adds over `k` in increasing order,
+//! starting from its value in `y`, whichever tile, block or thread computes it: the
+//! result does not depend on how rows or columns are split (between threads, or by the
+//! edges of the tiles). With FMA each step is one fused multiply-add; on the portable
+//! path a multiply then an add. [`gemm_panels_plain`] is the oracle.
+
+use std::any::TypeId;
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::isa::{self, Isa};
+use crate::element::Float;
+
+/// Elements per panel row: one 64-byte cache line (16 f32, 8 f64).
+pub(crate) const fn panel_width<T>() -> usize {
+    64 / std::mem::size_of::<T>()
+}
+
+/// Rows of `x` per outer block (their `MC × KC` inputs stay in L2 while every column
+/// tile uses them).
+const MC: usize = 240;
+
+/// Steps of `k` per block: one tile's weights for a block (`KC × NV` vectors, 32 KiB for
+/// the AVX-512 f32 tile) stay in L1 while every row tile of the block reads them.
+const KC: usize = 256;
+
+/// `Wᵀ` `(K, N)` packed in column panels of [`panel_width`] elements (see the module
+/// docs), 64-byte aligned, with zero panels past the last so that a tile reading up to
+/// four panels from any panel boundary stays inside the buffer.
+pub(crate) struct Panels<T> {
+    buf: Vec<T>,
+    /// Index of the first element, at a 64-byte boundary.
+    start: usize,
+    k: usize,
+    n: usize,
+}
+
+/// Panels allocated past the last real one (a tile reads at most this many).
+const SPARE_PANELS: usize = 4;
+
+impl<T: Float> Panels<T> {
+    /// Packs `wt` `(K, N)` (any strides).
+    pub(crate) fn new(wt: ArrayView2<'_, T>) -> Self {
+        let (k, n) = wt.dim();
+        let mut panels = Panels::zeros(k, n);
+        let nr = panel_width::<T>();
+        let data = panels.data_mut();
+        for (p, row) in wt.rows().into_iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                data[(j / nr) * k * nr + p * nr + j % nr] = v;
+            }
+        }
+        panels
+    }
+
+    fn zeros(k: usize, n: usize) -> Self {
+        let nr = panel_width::<T>();
+        let len = (n.div_ceil(nr) + SPARE_PANELS) * k * nr;
+        let buf = vec![T::zero(); len + nr];
+        let start = buf.as_ptr().align_offset(64).min(nr);
+        Panels { buf, start, k, n }
+    }
+
+    fn data(&self) -> &[T] {
+        &self.buf[self.start..]
+    }
+
+    fn data_mut(&mut self) -> &mut [T] {
+        let start = self.start;
+        &mut self.buf[start..]
+    }
+
+    /// Element `(p, j)` of `Wᵀ`.
+    #[cfg(test)]
+    pub(crate) fn get(&self, p: usize, j: usize) -> T {
+        let nr = panel_width::<T>();
+        self.data()[(j / nr) * self.k * nr + p * nr + j % nr]
+    }
+}
+
+impl<T: Clone> Clone for Panels<T> {
+    /// A copy with its own 64-byte alignment (a plain `Vec` clone could lose it: the
+    /// data is rotated to the new buffer's boundary).
+    fn clone(&self) -> Self {
+        let mut buf = self.buf.clone();
+        let start = buf.as_ptr().align_offset(64).min(panel_width::<T>());
+        buf.rotate_left(self.start);
+        buf.rotate_right(start);
+        Panels {
+            buf,
+            start,
+            k: self.k,
+            n: self.n,
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Panels<T> {
+    fn eq(&self, other: &Self) -> bool {
+        let len = self.n.div_ceil(panel_width::<T>()) * self.k * panel_width::<T>();
+        self.k == other.k
+            && self.n == other.n
+            && self.buf[self.start..self.start + len] == other.buf[other.start..other.start + len]
+    }
+}
+
+impl<T> std::fmt::Debug for Panels<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Panels({} x {})", self.k, self.n)
+    }
+}
+
+/// `y += x · Wᵀ[:, c0..c0 + y.ncols()]`, `x` `(M, K)`, `y` `(M, width)`; `c0` is a multiple
+/// of [`panel_width`] and `c0 + width <= N`. Rows of `x` and `y` without unit column
+/// stride are copied into row-major buffers first (the values do not depend on the
+/// layout).
+pub(crate) fn gemm_panels<T: Float>(
+    x: &ArrayView2<'_, T>,
+    w: &Panels<T>,
+    c0: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
+    gemm_panels_on(isa::active(), x, w, c0, y)
+}
+
+/// [`gemm_panels`] on the path `isa`, which this CPU must support.
+fn gemm_panels_on<T: Float>(
+    isa: Isa,
+    x: &ArrayView2<'_, T>,
+    w: &Panels<T>,
+    c0: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
+    assert!(isa.is_supported(), "gemm_panels on a path this CPU lacks");
+    let (m, k) = x.dim();
+    let width = y.ncols();
+    let nr = panel_width::<T>();
+    assert!(
+        k == w.k && y.nrows() == m && c0.is_multiple_of(nr) && c0 + width <= w.n,
+        "gemm_panels shape mismatch"
+    );
+    if m == 0 || width == 0 || k == 0 {
+        return;
+    }
+    if x.strides()[1] != 1 && k > 1 {
+        return gemm_panels_on(isa, &x.as_standard_layout().view(), w, c0, y);
+    }
+    if y.strides()[1] != 1 && width > 1 {
+        let mut rows = y.as_standard_layout().into_owned();
+        gemm_panels_on(isa, x, w, c0, &mut rows.view_mut());
+        return y.assign(&rows);
+    }
+    let operands = Operands {
+        m,
+        k,
+        width,
+        a: x.as_ptr(),
+        lda: x.strides()[0] as usize,
+        b: w.data()[(c0 / nr) * k * nr..].as_ptr(),
+        c: y.as_mut_ptr(),
+        ldc: y.strides()[0] as usize,
+    };
+    // SAFETY: the operands describe `x`, `y` and the panels of `w` from column c0 on, as
+    // just checked; `drive` reads at most SPARE_PANELS panels past the last column, which
+    // `Panels` allocates. `isa` is a path this CPU supports (checked above), and each
+    // driver is compiled for its path's features.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512(operands),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2(operands),
+            _ => portable(operands),
+        }
+    }
+}
+
+/// One product's raw operands: `C (m, width) += A (m, k) · B`, with `A`'s and `C`'s rows
+/// `lda` and `ldc` elements apart (unit column stride), and `B` the panels from the
+/// first column on (panel `q` at `b + q·k·NR`).
+#[derive(Clone, Copy)]
+struct Operands<T> {
+    m: usize,
+    k: usize,
+    width: usize,
+    a: *const T,
+    lda: usize,
+    b: *const T,
+    c: *mut T,
+    ldc: usize,
+}
+
+/// A vector of `LANES` elements of `T` and the operations a tile needs. Implementations
+/// are only called from functions compiled for their instruction set.
+trait Vector<T>: Copy {
+    const LANES: usize;
+    /// Loads `LANES` elements (unaligned).
+    unsafe fn load(p: *const T) -> Self;
+    /// Stores `LANES` elements (unaligned).
+    unsafe fn store(self, p: *mut T);
+    /// Every lane `*p`.
+    unsafe fn splat(p: *const T) -> Self;
+    /// `a · b + c`, fused where the path has FMA.
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
+}
+
+/// The portable path's "vector": one panel row in plain arrays, which the compiler
+/// vectorises with the target's baseline; multiply and add are not fused.
+#[derive(Clone, Copy)]
+struct Plain<T, const W: usize>([T; W]);
+
+impl<T: Float, const W: usize> Vector<T> for Plain<T, W> {
+    const LANES: usize = W;
+    #[inline(always)]
+    unsafe fn load(p: *const T) -> Self {
+        Plain(std::ptr::read_unaligned(p as *const [T; W]))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut T) {
+        std::ptr::write_unaligned(p as *mut [T; W], self.0)
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const T) -> Self {
+        Plain([*p; W])
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+        let mut out = c.0;
+        for l in 0..W {
+            out[l] = a.0[l] * b.0[l] + c.0[l];
+        }
+        Plain(out)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Vector;
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    pub(super) struct F32x16(__m512);
+    #[derive(Clone, Copy)]
+    pub(super) struct F64x8(__m512d);
+    #[derive(Clone, Copy)]
+    pub(super) struct F32x8(__m256);
+    #[derive(Clone, Copy)]
+    pub(super) struct F64x4(__m256d);
+
+    macro_rules! vector {
+        ($ty:ident, $t:ty, $lanes:expr, $load:ident, $store:ident, $splat:ident, $fma:ident) => {
+            impl Vector<$t> for $ty {
+                const LANES: usize = $lanes;
+                #[inline(always)]
+                unsafe fn load(p: *const $t) -> Self {
+                    $ty($load(p))
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut $t) {
+                    $store(p, self.0)
+                }
+                #[inline(always)]
+                unsafe fn splat(p: *const $t) -> Self {
+                    $ty($splat(*p))
+                }
+                #[inline(always)]
+                unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+                    $ty($fma(a.0, b.0, c.0))
+                }
+            }
+        };
+    }
+    vector!(
+        F32x16,
+        f32,
+        16,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps
+    );
+    vector!(
+        F64x8,
+        f64,
+        8,
+        _mm512_loadu_pd,
+        _mm512_storeu_pd,
+        _mm512_set1_pd,
+        _mm512_fmadd_pd
+    );
+    vector!(
+        F32x8,
+        f32,
+        8,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps
+    );
+    vector!(
+        F64x4,
+        f64,
+        4,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_set1_pd,
+        _mm256_fmadd_pd
+    );
+}
+
+/// `ops` as operands of `U` when `T` is `U`.
+fn cast<T: 'static, U: 'static>(ops: Operands<T>) -> Option<Operands<U>> {
+    (TypeId::of::<T>() == TypeId::of::<U>()).then_some(Operands {
+        m: ops.m,
+        k: ops.k,
+        width: ops.width,
+        a: ops.a as *const U,
+        lda: ops.lda,
+        b: ops.b as *const U,
+        c: ops.c as *mut U,
+        ldc: ops.ldc,
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512<T: Float>(ops: Operands<T>) {
+    if let Some(ops) = cast::<T, f32>(ops) {
+        drive::<f32, x86::F32x16, 8, 2>(ops)
+    } else if let Some(ops) = cast::<T, f64>(ops) {
+        drive::<f64, x86::F64x8, 8, 2>(ops)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2<T: Float>(ops: Operands<T>) {
+    if let Some(ops) = cast::<T, f32>(ops) {
+        drive::<f32, x86::F32x8, 6, 2>(ops)
+    } else if let Some(ops) = cast::<T, f64>(ops) {
+        drive::<f64, x86::F64x4, 6, 2>(ops)
+    }
+}
+
+unsafe fn portable<T: Float>(ops: Operands<T>) {
+    if let Some(ops) = cast::<T, f32>(ops) {
+        drive::<f32, Plain<f32, 16>, 4, 1>(ops)
+    } else if let Some(ops) = cast::<T, f64>(ops) {
+        drive::<f64, Plain<f64, 8>, 4, 1>(ops)
+    }
+}
+
+/// The loops around the register tile (see the module docs): `MR × NV` vectors per tile.
+#[inline(always)]
+unsafe fn drive<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(ops: Operands<T>) {
+    let tile_cols = NV * V::LANES;
+    let nr = panel_width::<T>();
+    let panel_stride = ops.k * nr;
+    let mut i_block = 0;
+    while i_block < ops.m {
+        let rows_in_block = MC.min(ops.m - i_block);
+        let mut j0 = 0;
+        while j0 < ops.width {
+            let cols = tile_cols.min(ops.width - j0);
+            let b_tile = ops.b.add((j0 / nr) * panel_stride);
+            let mut k0 = 0;
+            while k0 < ops.k {
+                let kc = KC.min(ops.k - k0);
+                let mut i0 = i_block;
+                while i0 < i_block + rows_in_block {
+                    let rows = MR.min(i_block + rows_in_block - i0);
+                    let a = ops.a.add(i0 * ops.lda + k0);
+                    let b = b_tile.add(k0 * nr);
+                    let c = ops.c.add(i0 * ops.ldc + j0);
+                    let tile = Tile {
+                        kc,
+                        a,
+                        lda: ops.lda,
+                        b,
+                        panel_stride,
+                        c,
+                        ldc: ops.ldc,
+                        cols,
+                    };
+                    if rows == MR {
+                        tile.run::<V, MR, NV>();
+                    } else {
+                        tile.run_rows::<V, NV>(rows);
+                    }
+                    i0 += rows;
+                }
+                k0 += kc;
+            }
+            j0 += cols;
+        }
+        i_block += rows_in_block;
+    }
+}
+
+/// One register tile's operands: `C (rows, cols) += A (rows, kc) · B (kc, cols)`, `B`
+/// in panels `panel_stride` apart.
+struct Tile<T> {
+    kc: usize,
+    a: *const T,
+    lda: usize,
+    b: *const T,
+    panel_stride: usize,
+    c: *mut T,
+    ldc: usize,
+    /// Columns of `C` to keep: the full `NV · LANES` except at the right edge.
+    cols: usize,
+}
+
+impl<T: Float> Tile<T> {
+    /// A tile of fewer than the full `MR` rows (the last rows of a block).
+    #[inline(always)]
+    unsafe fn run_rows<V: Vector<T>, const NV: usize>(&self, rows: usize) {
+        match rows {
+            1 => self.run::<V, 1, NV>(),
+            2 => self.run::<V, 2, NV>(),
+            3 => self.run::<V, 3, NV>(),
+            4 => self.run::<V, 4, NV>(),
+            5 => self.run::<V, 5, NV>(),
+            6 => self.run::<V, 6, NV>(),
+            7 => self.run::<V, 7, NV>(),
+            _ => unreachable!("a tile has at most 8 rows"), // ok: MR <= 8 everywhere
+        }
+    }
+
+    /// The register tile: `MR × NV` accumulators loaded from `C`, `kc` steps of
+    /// multiply-adds, stored back.
+    #[inline(always)]
+    unsafe fn run<V: Vector<T>, const MR: usize, const NV: usize>(&self) {
+        let nr = panel_width::<T>();
+        let per_panel = nr / V::LANES;
+        let full = self.cols == NV * V::LANES;
+        // Vector v of B's row p: panel v / per_panel, lanes (v % per_panel) · LANES.
+        let b_at = |v: usize, p: usize| {
+            self.b
+                .add((v / per_panel) * self.panel_stride + p * nr + (v % per_panel) * V::LANES)
+        };
+        // At the right edge the tile goes through a buffer holding the kept columns
+        // (the rest are computed from the zero padding and dropped).
+        let mut edge = [[T::zero(); 64]; MR];
+        if !full {
+            for (i, row) in edge.iter_mut().enumerate() {
+                std::ptr::copy_nonoverlapping(
+                    self.c.add(i * self.ldc),
+                    row.as_mut_ptr(),
+                    self.cols,
+                );
+            }
+        }
+        let c_at = |i: usize, v: usize| -> *const T {
+            if full {
+                self.c.add(i * self.ldc + v * V::LANES)
+            } else {
+                edge[i].as_ptr().add(v * V::LANES)
+            }
+        };
+        let mut acc: [[V; NV]; MR] =
+            std::array::from_fn(|i| std::array::from_fn(|v| V::load(c_at(i, v))));
+        for p in 0..self.kc {
+            let b: [V; NV] = std::array::from_fn(|v| V::load(b_at(v, p)));
+            for i in 0..MR {
+                let a = V::splat(self.a.add(i * self.lda + p));
+                for v in 0..NV {
+                    acc[i][v] = V::mul_add(a, b[v], acc[i][v]);
+                }
+            }
+        }
+        if full {
+            for (i, row) in acc.iter().enumerate() {
+                for (v, x) in row.iter().enumerate() {
+                    x.store(self.c.add(i * self.ldc + v * V::LANES));
+                }
+            }
+        } else {
+            for (i, row) in acc.iter().enumerate() {
+                for (v, x) in row.iter().enumerate() {
+                    x.store(edge[i].as_mut_ptr().add(v * V::LANES));
+                }
+                std::ptr::copy_nonoverlapping(
+                    edge[i].as_ptr(),
+                    self.c.add(i * self.ldc),
+                    self.cols,
+                );
+            }
+        }
+    }
+}
+
+/// The plain triple loop: the oracle for [`gemm_panels`], with the same order of sums.
+#[cfg(test)]
+pub(crate) fn gemm_panels_plain<T: Float>(
+    x: &ArrayView2<'_, T>,
+    w: &Panels<T>,
+    c0: usize,
+    y: &mut ArrayViewMut2<'_, T>,
+) {
+    let (m, k) = x.dim();
+    for i in 0..m {
+        for j in 0..y.ncols() {
+            let mut acc = y[[i, j]];
+            for p in 0..k {
+                acc += x[[i, p]] * w.get(p, c0 + j);
+            }
+            y[[i, j]] = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array2};
+
+    fn case<T: Float>(isa: Isa, m: usize, k: usize, n: usize, c0: usize, tol: f64) {
+        let x = Array2::from_shape_fn((m, k), |(i, p)| {
+            T::of(((i * 31 + p * 7) % 23) as f64 * 0.05 - 0.5)
+        });
+        let wt = Array2::from_shape_fn((k, n), |(p, j)| {
+            T::of(((p * 13 + j * 5) % 29) as f64 * 0.03 - 0.4)
+        });
+        let w = Panels::new(wt.view());
+        let width = n - c0;
+        // y is a column slice of a wider buffer, as in a layer's output.
+        let mut wide = Array2::from_shape_fn((m, width + 3), |(i, j)| T::of((i + j) as f64 * 0.01));
+        let mut want = wide.clone();
+        gemm_panels_on(
+            isa,
+            &x.view(),
+            &w,
+            c0,
+            &mut wide.slice_mut(s![.., 1..1 + width]),
+        );
+        gemm_panels_plain(&x.view(), &w, c0, &mut want.slice_mut(s![.., 1..1 + width]));
+        for (a, b) in wide.iter().zip(want.iter()) {
+            let (a, b) = (a.as_f64(), b.as_f64());
+            assert!(
+                (a - b).abs() <= tol * (1.0 + b.abs()),
+                "{isa}: {m}x{k}x{n} from {c0}: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn matches_the_plain_loop_on_awkward_sizes_on_every_path() {
+        let sizes = [1, 7, 8, 9, 15, 16, 17, 31, 33];
+        for isa in Isa::supported() {
+            for &m in &sizes {
+                for &k in &sizes {
+                    for &n in &sizes {
+                        case::<f32>(isa, m, k, n, 0, 1e-5);
+                        case::<f64>(isa, m, k, n, 0, 1e-12);
+                        if n > 16 {
+                            case::<f32>(isa, m, k, n, 16, 1e-5);
+                            case::<f64>(isa, m, k, n, 8, 1e-12);
+                        }
+                    }
+                }
+            }
+            for &(m, k, n) in &[
+                (127, 129, 129),
+                (129, 300, 127),
+                (250, 17, 65),
+                (3, 513, 40),
+            ] {
+                case::<f32>(isa, m, k, n, 0, 1e-4);
+                case::<f64>(isa, m, k, n, 0, 1e-12);
+            }
+        }
+    }
+}
