@@ -1,7 +1,7 @@
 //! Which product kernel? The shapes an RNN forward multiplies, single-threaded, f32,
 //! through `matrixmultiply` (ndarray's own backend), `gemm` (faer's), and this crate's
-//! packed-weight kernel (`kernels/packed_gemm.rs` + `kernels/matvec.rs`), which reads
-//! `Wᵀ` laid out once instead of packing `W` on every call.
+//! panel GEMM (`kernels/panel.rs`), which reads `Wᵀ` packed once into column panels
+//! instead of packing `W` on every call.
 //!
 //! `cargo bench -p recurrent-bench --bench kernels`. Results and the choice are in the README.
 
@@ -75,30 +75,17 @@ fn bench(c: &mut Criterion) {
                 black_box(&out);
             })
         });
-        // The weight transposed once, (k, n) row-major, as the layer stores it.
-        let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+        // The weight transposed and packed once into column panels, as the layer stores it.
+        let wt = ndarray::ArrayView2::from_shape((n, k), &w).expect("shape");
+        let panels = recurrent::__bench::PanelWeight::new(wt.t());
         let x = ndarray::ArrayView2::from_shape((m, k), &a).expect("shape");
         let mut y = ndarray::Array2::<f32>::zeros((m, n));
-        group.bench_function(BenchmarkId::new("packed", label), |bch| {
+        group.bench_function(BenchmarkId::new("panels", label), |bch| {
             bch.iter(|| {
-                recurrent::__bench::packed_matmul_acc(&x, &wt, n, &mut y.view_mut());
+                recurrent::__bench::panel_matmul_acc(&x, &panels, &mut y.view_mut());
                 black_box(&y);
             })
         });
-        // The same with the row stride the layers use: an odd number of cache lines.
-        let ldw = recurrent::__bench::padded_width::<f32>(n);
-        if ldw != n {
-            let mut padded = vec![0f32; k * ldw];
-            for (p, row) in padded.chunks_exact_mut(ldw).enumerate() {
-                row[..n].copy_from_slice(&wt[p * n..(p + 1) * n]);
-            }
-            group.bench_function(BenchmarkId::new("packed, padded rows", label), |bch| {
-                bch.iter(|| {
-                    recurrent::__bench::packed_matmul_acc(&x, &padded, ldw, &mut y.view_mut());
-                    black_box(&y);
-                })
-            });
-        }
     }
     group.finish();
 }

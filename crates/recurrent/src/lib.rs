@@ -128,16 +128,6 @@ pub mod stream;
 pub mod __bench {
     use ndarray::{ArrayView2, ArrayViewMut2};
 
-    /// `y += x · wt` with `wt` = Wᵀ packed (K, H) row-major, row stride `ldw`.
-    pub fn packed_matmul_acc<T: crate::Float>(
-        x: &ArrayView2<'_, T>,
-        wt: &[T],
-        ldw: usize,
-        y: &mut ArrayViewMut2<'_, T>,
-    ) {
-        crate::kernels::gemv_rows(x, wt, ldw, y)
-    }
-
     /// `y += x · wt` with `wt` = Wᵀ `(K, N)` packed into column panels once, outside the
     /// call (see `kernels/panel.rs`).
     pub fn panel_matmul_acc<T: crate::Float>(
@@ -161,11 +151,6 @@ pub mod __bench {
     /// The vectorised f32 `tanh` the layers apply.
     pub fn tanh_slice_f32(xs: &mut [f32]) {
         crate::kernels::tanh::tanh_slice_f32(xs)
-    }
-
-    /// The row stride of a packed weight of `h` columns (see `params::padded`).
-    pub fn padded_width<T>(h: usize) -> usize {
-        crate::params::padded_width::<T>(h)
     }
 
     /// How long a recurrence split between two threads waits for the second one before

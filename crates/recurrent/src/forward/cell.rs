@@ -308,7 +308,7 @@ impl<T: Float> StepScratch<T> {
     pub(crate) fn new(w: &StepWeights<'_, T>, batch: usize) -> Self {
         let hidden = w.hidden;
         let gates = w.kind.gate_count() * hidden;
-        let h_out = w.packed.w_hh_t.rows.nrows();
+        let h_out = w.packed.w_hh_t.panels.k();
         let projects = w.packed.w_hr_t.is_some();
         StepScratch {
             gh: Array2::zeros((batch, gates)),

@@ -7,38 +7,25 @@ use ndarray::{
 use super::pair::{run_parts, SharedPtr};
 use crate::element::Float;
 use crate::kernels::panel::gemm_panels;
-use crate::kernels::{gemv_rows, narrow_scan, Activation};
+use crate::kernels::{narrow_scan, Activation};
 use crate::params::{Packed, PackedWeight};
 
 /// `y += x · B[:, c0..c0 + y.ncols()]` on this thread, `B` `(K, N)` packed once as
 /// [`PackedWeight`] (for the forward `B = Wᵀ`, `W` `(N, K)` as torch stores it); `c0` is a
 /// multiple of 16 (every split of the columns is).
 ///
-/// The kernel is chosen by the number of rows, from
-/// `cargo run --release -p recurrent-bench --example gflops` (see BENCHMARKS.md): one
-/// row goes through the row kernel (`kernels/matvec.rs`, 16 independent accumulator
-/// chains where a tile of one row would have two), every product with more rows
-/// through the panel GEMM (`kernels/panel.rs`).
+/// Every product goes through the panel GEMM (`kernels/panel.rs`): measured with
+/// `cargo run --release -p recurrent-bench --example gflops`, it beats the earlier
+/// row-major kernels on every shape the layers multiply, one row included (BENCHMARKS.md),
+/// and `matrixmultiply` on the large projections.
 pub(crate) fn product_cols<T: Float>(
     x: &ArrayView2<'_, T>,
     w: &PackedWeight<T>,
     c0: usize,
     y: &mut ArrayViewMut2<'_, T>,
 ) {
-    if x.nrows() >= PANEL_MIN_ROWS {
-        gemm_panels(x, &w.panels, c0, y)
-    } else {
-        let rows = &w.rows;
-        let all = match rows.as_slice() {
-            Some(all) => all,
-            None => unreachable!("packed weights are standard-layout arrays"), // ok: PackedWeight::new
-        };
-        gemv_rows(x, &all[c0..], rows.ncols(), y)
-    }
+    gemm_panels(x, &w.panels, c0, y)
 }
-
-/// Products with at least this many rows go through the panel GEMM.
-const PANEL_MIN_ROWS: usize = 2;
 
 /// `y = x · B + beta · y`, `B` `(K, N = y.ncols())` packed once as [`PackedWeight`] (see
 /// [`product_cols`]). With `threads > 1` and enough work, the product is split between
@@ -282,9 +269,10 @@ fn scan_narrow<T: Float, A: Activation>(
     reverse: bool,
     threads: usize,
 ) -> bool {
-    let (Some(w_ih_t), Some(w_hh_t)) =
-        (packed.w_ih_t.rows.as_slice(), packed.w_hh_t.rows.as_slice())
-    else {
+    let (Some(w_ih_t), Some(w_hh_t)) = (
+        packed.w_ih_t.narrow.as_ref().and_then(|w| w.as_slice()),
+        packed.w_hh_t.narrow.as_ref().and_then(|w| w.as_slice()),
+    ) else {
         return false;
     };
     let bias = match &packed.bias {

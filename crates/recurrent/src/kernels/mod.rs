@@ -3,15 +3,12 @@
 mod activation;
 mod gemm;
 pub(crate) mod isa;
-mod matvec;
 mod narrow;
-mod packed_gemm;
 pub(crate) mod panel;
 pub(crate) mod tanh;
 
 pub(crate) use activation::{Activation, Relu, Tanh};
 pub(crate) use gemm::gemm;
-pub(crate) use matvec::gemv_rows;
 pub(crate) use narrow::narrow_scan;
 
 use crate::element::Float;

@@ -91,6 +91,11 @@ impl<T: Float> Panels<T> {
         &mut self.buf[start..]
     }
 
+    /// `K`, the rows of `Wᵀ`.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
     /// Element `(p, j)` of `Wᵀ`.
     #[cfg(test)]
     pub(crate) fn get(&self, p: usize, j: usize) -> T {

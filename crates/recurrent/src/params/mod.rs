@@ -99,65 +99,42 @@ impl<T: Float> DirectionParams<T> {
     }
 }
 
-/// Narrowest packed row: a hidden size below this is zero-padded up to it, so that a row
-/// of the product is one fixed-width vector operation per input element.
+/// The width of the narrow layout: a weight of at most this many columns is also kept
+/// zero-padded to exactly this width, so that a row of the product is one fixed-width
+/// vector operation per input element (`kernels/narrow.rs`).
 pub(crate) const MIN_PACKED_WIDTH: usize = 16;
 
 /// The right-hand operand `B` `(K, N)` of the products `x · B`, laid out once, when the
-/// weights are set, in the two forms the kernels read:
+/// weights are set, in the forms the kernels read:
 ///
-/// - `rows`: a standard-layout `(K, ldw)` copy, zero-padded on the right: `ldw` is at
-///   least `max(N, MIN_PACKED_WIDTH)`, and rounded up so that a row is an odd number of
-///   64-byte cache lines when it is longer than one vector (a row stride that is a
-///   multiple of 4 KiB, N = 1024 in f32 say, maps every row of a column block to the
-///   same L1 cache sets). Read by the one-row kernel (`kernels/matvec.rs`), the fused
-///   loop of narrow layers and the two-thread splits' column ranges.
 /// - `panels`: column panels of 64 bytes (`kernels/panel.rs`), read by the GEMM of every
-///   product with more rows.
+///   product;
+/// - `narrow`: for `N <= MIN_PACKED_WIDTH` only, a standard-layout `(K, MIN_PACKED_WIDTH)`
+///   copy, zero-padded on the right, read by the fused loop of narrow layers.
 ///
 /// For the forward `B` is a transposed weight `Wᵀ`; the backward multiplies by `W`
 /// itself.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PackedWeight<T> {
-    /// `B` with padded rows.
-    pub rows: Array2<T>,
     /// `B` in column panels.
     pub panels: Panels<T>,
+    /// `B` padded to `MIN_PACKED_WIDTH` columns, when it has no more.
+    pub narrow: Option<Array2<T>>,
 }
 
 impl<T: Float> PackedWeight<T> {
-    /// Both layouts of `b` `(K, N)`, any strides.
+    /// The layouts of `b` `(K, N)`, any strides.
     pub(crate) fn new(b: ArrayView2<'_, T>) -> Self {
+        let (k, n) = b.dim();
         PackedWeight {
-            rows: padded(b),
             panels: Panels::new(b),
+            narrow: (n <= MIN_PACKED_WIDTH).then(|| {
+                let mut out = Array2::zeros((k, MIN_PACKED_WIDTH));
+                out.slice_mut(ndarray::s![.., ..n]).assign(&b);
+                out
+            }),
         }
     }
-}
-
-/// A standard-layout copy of `w` `(K, H)` with its rows padded as [`PackedWeight::rows`]
-/// pads them.
-fn padded<T: Float>(w: ndarray::ArrayView2<'_, T>) -> Array2<T> {
-    let (k, h) = w.dim();
-    let mut out = Array2::zeros((k, padded_width::<T>(h)));
-    out.slice_mut(ndarray::s![.., ..h]).assign(&w);
-    out
-}
-
-/// The row stride [`PackedWeight::rows`] has for `h` columns.
-pub(crate) fn padded_width<T>(h: usize) -> usize {
-    let width = h.max(MIN_PACKED_WIDTH);
-    let line = (64 / std::mem::size_of::<T>()).max(1); // elements per cache line
-    if width <= MIN_PACKED_WIDTH {
-        return width; // one vector: the narrow kernels want exactly this
-    }
-    let lines = width.div_ceil(line);
-    let lines = if lines.is_multiple_of(2) {
-        lines + 1
-    } else {
-        lines
-    };
-    lines * line
 }
 
 /// One (layer, direction)'s weights as the fast path uses them.
