@@ -51,7 +51,10 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
     let hz = cycles_per_second();
-    println!("clock: {:.2} GHz (3 x dependent 64-bit imul per second, best of 7)", hz / 1e9);
+    println!(
+        "clock: {:.2} GHz (3 x dependent 64-bit imul per second, best of 7)",
+        hz / 1e9
+    );
     for (path, lanes) in [("avx512", 16.0), ("avx2", 8.0)] {
         let peak = cores * 2.0 * lanes * 2.0 * hz / 1e9;
         println!(

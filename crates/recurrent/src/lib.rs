@@ -135,7 +135,7 @@ pub mod __bench {
         panels: &PanelWeight<T>,
         y: &mut ArrayViewMut2<'_, T>,
     ) {
-        crate::kernels::panel::gemm_panels(x, &panels.0, 0, y)
+        crate::kernels::panel::gemm_panels(x, &panels.0, 0, y, true)
     }
 
     /// A weight packed for [`panel_matmul_acc`].

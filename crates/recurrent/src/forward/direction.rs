@@ -10,7 +10,7 @@ use crate::kernels::panel::gemm_panels;
 use crate::kernels::{narrow_scan, Activation};
 use crate::params::{Packed, PackedWeight};
 
-/// `y += x · B[:, c0..c0 + y.ncols()]` on this thread, `B` `(K, N)` packed once as
+/// `y = x · B[:, c0..c0 + y.ncols()] (+ y when accumulate)` on this thread, `B` `(K, N)` packed once as
 /// [`PackedWeight`] (for the forward `B = Wᵀ`, `W` `(N, K)` as torch stores it); `c0` is a
 /// multiple of 16 (every split of the columns is).
 ///
@@ -23,11 +23,12 @@ pub(crate) fn product_cols<T: Float>(
     w: &PackedWeight<T>,
     c0: usize,
     y: &mut ArrayViewMut2<'_, T>,
+    accumulate: bool,
 ) {
-    gemm_panels(x, &w.panels, c0, y)
+    gemm_panels(x, &w.panels, c0, y, accumulate)
 }
 
-/// `y = x · B + beta · y`, `B` `(K, N = y.ncols())` packed once as [`PackedWeight`] (see
+/// `y = x · B + beta · y` for `beta` 0 or 1, `B` `(K, N = y.ncols())` packed once as [`PackedWeight`] (see
 /// [`product_cols`]). With `threads > 1` and enough work, the product is split between
 /// two threads: by rows when there are many (both halves read all of `B`), else by
 /// columns (each thread streams half of `B`).
@@ -38,32 +39,29 @@ pub(crate) fn matmul_acc<T: Float>(
     y: &mut ArrayViewMut2<'_, T>,
     threads: usize,
 ) {
-    if beta == T::zero() {
-        y.fill(T::zero());
-    }
+    // beta is 0 (y only written) or 1 (accumulated into), the two the callers need.
+    debug_assert!(beta == T::zero() || beta == T::one());
+    let accumulate = beta != T::zero();
+    let product = |x: &ArrayView2<'_, T>, c0: usize, y: &mut ArrayViewMut2<'_, T>| {
+        product_cols(x, w, c0, y, accumulate)
+    };
     let (m, k) = x.dim();
     let h = y.ncols();
     if threads < 2 || m * k * h < PARALLEL_MIN_MACS {
-        return product_cols(x, w, 0, y);
+        return product(x, 0, y);
     }
     if m >= 16 {
         let half = m / 2 / 8 * 8;
         let (x0, x1) = x.view().split_at(Axis(0), half);
         let (mut y0, mut y1) = y.view_mut().split_at(Axis(0), half);
-        rayon::join(
-            || product_cols(&x0, w, 0, &mut y0),
-            || product_cols(&x1, w, 0, &mut y1),
-        );
+        rayon::join(|| product(&x0, 0, &mut y0), || product(&x1, 0, &mut y1));
     } else {
         let half = h / 2 / 16 * 16;
         if half == 0 {
-            return product_cols(x, w, 0, y);
+            return product(x, 0, y);
         }
         let (mut y0, mut y1) = y.view_mut().split_at(Axis(1), half);
-        rayon::join(
-            || product_cols(x, w, 0, &mut y0),
-            || product_cols(x, w, half, &mut y1),
-        );
+        rayon::join(|| product(x, 0, &mut y0), || product(x, half, &mut y1));
     }
 }
 
@@ -117,9 +115,9 @@ fn split_recurrence<T: Float, A: Activation>(
             // SAFETY: as above; row prev_t is complete and only read during this step.
             let previous =
                 unsafe { ArrayView2::from_shape_ptr(shape(hidden), at(prev_t, 0) as *const T) };
-            product_cols(&previous, w_hh_t, cols.start, &mut current);
+            product_cols(&previous, w_hh_t, cols.start, &mut current, true);
         } else if let Some(h) = &h0 {
-            product_cols(h, w_hh_t, cols.start, &mut current);
+            product_cols(h, w_hh_t, cols.start, &mut current, true);
         }
         activate::<T, A>(&mut current);
     };

@@ -313,9 +313,10 @@ fn recur_split<T: Float>(
         let shape = ndarray::Ix2(batch, units.len()).strides(ndarray::Ix2(h_out, 1));
         // SAFETY: as above.
         let mut next = unsafe { ArrayViewMut2::from_shape_ptr(shape, next) };
-        gh.fill(T::zero());
         if step > 0 || !w.zero_start {
-            product_cols(&prev, wt, cols.start, &mut gh.view_mut());
+            product_cols(&prev, wt, cols.start, &mut gh.view_mut(), false);
+        } else {
+            gh.fill(T::zero());
         }
         let gxt = gx.index_axis(Axis(0), t);
         let out_t = out_base.0.wrapping_offset(t as isize * out_strides[0]);

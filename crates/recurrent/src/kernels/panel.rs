@@ -41,9 +41,11 @@ pub(crate) const fn panel_width<T>() -> usize {
 /// tile uses them).
 const MC: usize = 240;
 
-/// Steps of `k` per block: one tile's weights for a block (`KC × NV` vectors, 32 KiB for
-/// the AVX-512 f32 tile) stay in L1 while every row tile of the block reads them.
-const KC: usize = 256;
+/// Steps of `k` per block: one tile's weights for a block (`KC × NV` vectors, 64 KiB for
+/// the AVX-512 f32 tile) stay in L2, next to L1, while every row tile of the block reads
+/// them. (128, 256, 512 and 1024 measured within the noise of each other on the
+/// per-step shapes; 512 was ahead by a little on the large ones.)
+const KC: usize = 512;
 
 /// `Wᵀ` `(K, N)` packed in column panels of [`panel_width`] elements (see the module
 /// docs), 64-byte aligned, with zero panels past the last so that a tile reading up to
@@ -136,8 +138,10 @@ impl<T> std::fmt::Debug for Panels<T> {
     }
 }
 
-/// `y += x · Wᵀ[:, c0..c0 + y.ncols()]`, `x` `(M, K)`, `y` `(M, width)`; `c0` is a multiple
-/// of [`panel_width`] and `c0 + width <= N`. Rows of `x` and `y` without unit column
+/// `y = x · Wᵀ[:, c0..c0 + y.ncols()] (+ y when accumulate)`, `x` `(M, K)`, `y`
+/// `(M, width)`; `c0` is a multiple of [`panel_width`] and `c0 + width <= N`. Without
+/// `accumulate`, `y` is only written (each sum starts from +0, as it would from a `y`
+/// filled with zeros). Operands without unit column stride or with a negative row
 /// stride are copied into row-major buffers first (the values do not depend on the
 /// layout).
 pub(crate) fn gemm_panels<T: Float>(
@@ -145,8 +149,9 @@ pub(crate) fn gemm_panels<T: Float>(
     w: &Panels<T>,
     c0: usize,
     y: &mut ArrayViewMut2<'_, T>,
+    accumulate: bool,
 ) {
-    gemm_panels_on(isa::active(), x, w, c0, y)
+    gemm_panels_on(isa::active(), x, w, c0, y, accumulate)
 }
 
 /// [`gemm_panels`] on the path `isa`, which this CPU must support.
@@ -156,6 +161,7 @@ fn gemm_panels_on<T: Float>(
     w: &Panels<T>,
     c0: usize,
     y: &mut ArrayViewMut2<'_, T>,
+    accumulate: bool,
 ) {
     assert!(isa.is_supported(), "gemm_panels on a path this CPU lacks");
     let (m, k) = x.dim();
@@ -165,15 +171,21 @@ fn gemm_panels_on<T: Float>(
         k == w.k && y.nrows() == m && c0.is_multiple_of(nr) && c0 + width <= w.n,
         "gemm_panels shape mismatch"
     );
-    if m == 0 || width == 0 || k == 0 {
+    if m == 0 || width == 0 {
         return;
     }
-    if x.strides()[1] != 1 && k > 1 {
-        return gemm_panels_on(isa, &x.as_standard_layout().view(), w, c0, y);
+    if k == 0 {
+        if !accumulate {
+            y.fill(T::zero());
+        }
+        return;
     }
-    if y.strides()[1] != 1 && width > 1 {
+    if (x.strides()[1] != 1 && k > 1) || x.strides()[0] < 0 {
+        return gemm_panels_on(isa, &x.as_standard_layout().view(), w, c0, y, accumulate);
+    }
+    if (y.strides()[1] != 1 && width > 1) || y.strides()[0] < 0 {
         let mut rows = y.as_standard_layout().into_owned();
-        gemm_panels_on(isa, x, w, c0, &mut rows.view_mut());
+        gemm_panels_on(isa, x, w, c0, &mut rows.view_mut(), accumulate);
         return y.assign(&rows);
     }
     let operands = Operands {
@@ -185,6 +197,7 @@ fn gemm_panels_on<T: Float>(
         b: w.data()[(c0 / nr) * k * nr..].as_ptr(),
         c: y.as_mut_ptr(),
         ldc: y.strides()[0] as usize,
+        accumulate,
     };
     // SAFETY: the operands describe `x`, `y` and the panels of `w` from column c0 on, as
     // just checked; `drive` reads at most SPARE_PANELS panels past the last column, which
@@ -214,6 +227,8 @@ struct Operands<T> {
     b: *const T,
     c: *mut T,
     ldc: usize,
+    /// Whether the sums start from `C` (else from zero, `C` only written).
+    accumulate: bool,
 }
 
 /// A vector of `LANES` elements of `T` and the operations a tile needs. Implementations
@@ -345,6 +360,7 @@ fn cast<T: 'static, U: 'static>(ops: Operands<T>) -> Option<Operands<U>> {
         b: ops.b as *const U,
         c: ops.c as *mut U,
         ldc: ops.ldc,
+        accumulate: ops.accumulate,
     })
 }
 
@@ -407,6 +423,7 @@ unsafe fn drive<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(ops: O
                         c,
                         ldc: ops.ldc,
                         cols,
+                        accumulate: ops.accumulate || k0 > 0,
                     };
                     if rows == MR {
                         tile.run::<V, MR, NV>();
@@ -435,6 +452,8 @@ struct Tile<T> {
     ldc: usize,
     /// Columns of `C` to keep: the full `NV · LANES` except at the right edge.
     cols: usize,
+    /// Whether the sums start from `C` (else from zero).
+    accumulate: bool,
 }
 
 impl<T: Float> Tile<T> {
@@ -468,7 +487,7 @@ impl<T: Float> Tile<T> {
         // At the right edge the tile goes through a buffer holding the kept columns
         // (the rest are computed from the zero padding and dropped).
         let mut edge = [[T::zero(); 64]; MR];
-        if !full {
+        if !full && self.accumulate {
             for (i, row) in edge.iter_mut().enumerate() {
                 std::ptr::copy_nonoverlapping(
                     self.c.add(i * self.ldc),
@@ -484,8 +503,16 @@ impl<T: Float> Tile<T> {
                 edge[i].as_ptr().add(v * V::LANES)
             }
         };
-        let mut acc: [[V; NV]; MR] =
-            std::array::from_fn(|i| std::array::from_fn(|v| V::load(c_at(i, v))));
+        let zero = [T::zero(); 64];
+        let mut acc: [[V; NV]; MR] = std::array::from_fn(|i| {
+            std::array::from_fn(|v| {
+                if self.accumulate {
+                    V::load(c_at(i, v))
+                } else {
+                    V::load(zero.as_ptr()) // +0 in every lane
+                }
+            })
+        });
         for p in 0..self.kc {
             let b: [V; NV] = std::array::from_fn(|v| V::load(b_at(v, p)));
             for i in 0..MR {
@@ -559,8 +586,21 @@ mod tests {
             &w,
             c0,
             &mut wide.slice_mut(s![.., 1..1 + width]),
+            true,
         );
         gemm_panels_plain(&x.view(), &w, c0, &mut want.slice_mut(s![.., 1..1 + width]));
+        // Written, not accumulated: what was there (NaN) is not read.
+        let mut fresh = Array2::from_elem((m, width), T::nan());
+        gemm_panels_on(isa, &x.view(), &w, c0, &mut fresh.view_mut(), false);
+        let mut fresh_want = Array2::zeros((m, width));
+        gemm_panels_plain(&x.view(), &w, c0, &mut fresh_want.view_mut());
+        for (a, b) in fresh.iter().zip(fresh_want.iter()) {
+            let (a, b) = (a.as_f64(), b.as_f64());
+            assert!(
+                (a - b).abs() <= tol * (1.0 + b.abs()),
+                "{isa}: {m}x{k}x{n} from {c0}, written: {a} vs {b}"
+            );
+        }
         for (a, b) in wide.iter().zip(want.iter()) {
             let (a, b) = (a.as_f64(), b.as_f64());
             assert!(
