@@ -71,44 +71,15 @@ impl<T: Float> StepWeights<'_, T> {
                 }
             }
             Kind::Lstm => {
-                // i, f, o through sigmoid(v) = 0.5 + 0.5 tanh(v / 2) and g through tanh:
-                // one tanh over the four gate blocks of every row.
-                for (mut gr, xr) in g.rows_mut().into_iter().zip(x.rows()) {
-                    let (gr, xr) = (row_slice_mut(&mut gr), row_slice(xr));
-                    for (v, &xv) in gr.iter_mut().zip(xr) {
-                        *v = (*v + xv) * half;
-                    }
-                    for v in &mut gr[2 * hidden..3 * hidden] {
-                        *v = *v + *v; // g: undo the halving, tanh(v) wanted
-                    }
-                }
-                tanh_block(&mut g.view_mut());
-                for (n, mut gr) in g.rows_mut().into_iter().enumerate() {
-                    let gr = row_slice_mut(&mut gr);
-                    let (i, rest) = gr.split_at(hidden);
-                    let (f, cand) = rest.split_at(hidden);
-                    let mut cr = c.row_mut(n);
-                    let cr = row_slice_mut(&mut cr);
-                    let next = row_mut(tmp, n);
-                    for j in 0..hidden {
-                        next[j] = (f[j] * half + half) * cr[j] + (i[j] * half + half) * cand[j];
-                    }
-                    if running(n) {
-                        cr.copy_from_slice(next);
-                    }
-                }
-                tanh_all(tmp);
+                // Only the sequences still running: nothing of the others is kept.
                 for n in (0..lengths.len()).filter(|&n| running(n)) {
-                    let gr = g.row(n);
-                    let o = &row_slice(gr)[3 * hidden..];
-                    let mut hr = h.row_mut(n);
-                    for ((v, &o), &tc) in row_slice_mut(&mut hr)
-                        .iter_mut()
-                        .zip(o)
-                        .zip(row_mut(tmp, n).iter())
-                    {
-                        *v = (o * half + half) * tc;
-                    }
+                    let (mut hr, mut cr) = (h.row_mut(n), c.row_mut(n));
+                    lstm_row(
+                        row_slice(g.row(n)),
+                        row_slice(x.row(n)),
+                        row_slice_mut(&mut cr),
+                        row_slice_mut(&mut hr),
+                    );
                 }
             }
             Kind::Gru => {
@@ -320,6 +291,60 @@ impl<T: Float> StepScratch<T> {
             cell_out: Array2::zeros((if projects { batch } else { 0 }, hidden)),
             h_proj: Array2::zeros((if projects { batch } else { 0 }, h_out)),
         }
+    }
+}
+
+/// One LSTM row's epilogue, fused into one pass over its units: with `v = g + x` (the
+/// recurrent and input products of each gate, `g` and `x` each `4H` in torch's gate
+/// order i, f, g, o), `c = σ(v_f) c + σ(v_i) tanh(v_g)` and `h = σ(v_o) tanh(c)`, where
+/// `σ(v) = 0.5 + 0.5 tanh(v / 2)`, in that operation order (torch's `sigmoid` rounds
+/// alike to within the tolerance the fixtures hold it to). The `tanh` is the
+/// vectorised one of `tanh_slice` inlined, on the kernel path that runs.
+fn lstm_row<T: Float>(g: &[T], x: &[T], c: &mut [T], h: &mut [T]) {
+    match crate::kernels::isa::active() {
+        // SAFETY: `active` only answers a path this CPU supports, and each version is
+        // compiled for its path's features.
+        #[cfg(target_arch = "x86_64")]
+        crate::kernels::isa::Isa::Avx512 => unsafe { lstm_row_avx512(g, x, c, h) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        crate::kernels::isa::Isa::Avx2 => unsafe { lstm_row_avx2(g, x, c, h) },
+        _ => lstm_row_body::<T, false>(g, x, c, h),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn lstm_row_avx512<T: Float>(g: &[T], x: &[T], c: &mut [T], h: &mut [T]) {
+    lstm_row_body::<T, true>(g, x, c, h)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lstm_row_avx2<T: Float>(g: &[T], x: &[T], c: &mut [T], h: &mut [T]) {
+    lstm_row_body::<T, true>(g, x, c, h)
+}
+
+#[inline(always)]
+fn lstm_row_body<T: Float, const FMA: bool>(g: &[T], x: &[T], c: &mut [T], h: &mut [T]) {
+    let hidden = c.len();
+    let half = T::of(0.5);
+    let (gi, rest) = g[..4 * hidden].split_at(hidden);
+    let (gf, rest) = rest.split_at(hidden);
+    let (gg, go) = rest.split_at(hidden);
+    let (xi, rest) = x[..4 * hidden].split_at(hidden);
+    let (xf, rest) = rest.split_at(hidden);
+    let (xg, xo) = rest.split_at(hidden);
+    let h = &mut h[..hidden];
+    let sigmoid = |v: T| (v * half).tanh_inline::<FMA>() * half + half;
+    for j in 0..hidden {
+        let i = sigmoid(gi[j] + xi[j]);
+        let f = sigmoid(gf[j] + xf[j]);
+        let cand = (gg[j] + xg[j]).tanh_inline::<FMA>();
+        let o = sigmoid(go[j] + xo[j]);
+        let next = f * c[j] + i * cand;
+        c[j] = next;
+        h[j] = o * next.tanh_inline::<FMA>();
     }
 }
 
