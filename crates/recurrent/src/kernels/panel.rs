@@ -267,8 +267,8 @@ impl<T: Float, const W: usize> Vector<T> for Plain<T, W> {
     #[inline(always)]
     unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
         let mut out = c.0;
-        for l in 0..W {
-            out[l] = a.0[l] * b.0[l] + c.0[l];
+        for ((o, x), y) in out.iter_mut().zip(a.0).zip(b.0) {
+            *o = x * y + *o;
         }
         Plain(out)
     }
@@ -515,10 +515,10 @@ impl<T: Float> Tile<T> {
         });
         for p in 0..self.kc {
             let b: [V; NV] = std::array::from_fn(|v| V::load(b_at(v, p)));
-            for i in 0..MR {
+            for (i, row) in acc.iter_mut().enumerate() {
                 let a = V::splat(self.a.add(i * self.lda + p));
-                for v in 0..NV {
-                    acc[i][v] = V::mul_add(a, b[v], acc[i][v]);
+                for (x, bv) in row.iter_mut().zip(b) {
+                    *x = V::mul_add(a, bv, *x);
                 }
             }
         }
