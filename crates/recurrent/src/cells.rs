@@ -340,8 +340,7 @@ impl<T: Float> Core<T> {
             false,
             h.is_none(),
         );
-        let mut gx = Array2::zeros((batch, self.kind.gate_count() * hidden));
-        w.project_input(&x.view(), &mut gx.view_mut(), threads);
+        let gx = w.projected_input(&x.view(), threads);
         let mut scratch = StepScratch::new(&w, batch);
         let running = vec![1; batch];
         w.step(

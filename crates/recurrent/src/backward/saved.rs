@@ -11,7 +11,7 @@ use ndarray::{s, Array2, Array3, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis}
 
 use crate::config::{Kind, Nonlinearity, RnnConfig};
 use crate::element::Float;
-use crate::forward::{matmul_acc, row_slice, row_slice_mut};
+use crate::forward::{matmul_acc, matmul_bias, row_slice, row_slice_mut};
 use crate::params::{DirectionParams, Packed};
 
 /// Time steps in the order a direction scans them.
@@ -137,18 +137,18 @@ pub(super) fn forward_direction<T: Float>(
             .view_mut()
             .into_shape_with_order((rows, gates))
             .expect("owned standard array"); // ok: allocated above
-        let beta = match &p.b_ih {
-            Some(b) => {
-                gi2.assign(b);
-                T::one()
-            }
-            None => T::zero(),
-        };
         let x2 = x
             .view()
             .into_shape_with_order((rows, features))
             .expect("owned standard array"); // ok: every layer input is owned, standard
-        matmul_acc(&x2, &packed.w_ih_t, beta, &mut gi2, threads);
+        match &p.b_ih {
+            Some(b) => {
+                let b = b.as_standard_layout();
+                let b = b.as_slice().expect("standard layout"); // ok: made so just above
+                matmul_bias(&x2, &packed.w_ih_t, b, &mut gi2, threads)
+            }
+            None => matmul_acc(&x2, &packed.w_ih_t, T::zero(), &mut gi2, threads),
+        }
     }
     let packed = &packed;
     let run = |gi: ArrayView3<'_, T>,

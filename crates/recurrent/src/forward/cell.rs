@@ -9,7 +9,7 @@
 
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 
-use super::direction::matmul_acc;
+use super::direction::{matmul_acc, matmul_bias};
 use super::{row_slice, row_slice_mut};
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
@@ -165,31 +165,45 @@ impl<'a, T: Float> StepWeights<'a, T> {
         }
     }
 
-    /// The input's projection onto the gates, `x W_ihᵀ` plus the biases the kind folds
-    /// in (`b_ih + b_hh`; a GRU's n part only `b_in`, since `r` multiplies `b_hn`), into
-    /// `gx` `(rows, G*H)`, overwritten.
-    pub(crate) fn project_input(
-        &self,
-        x: &ArrayView2<'_, T>,
-        gx: &mut ArrayViewMut2<'_, T>,
-        threads: usize,
-    ) {
-        let bias = match self.kind {
+    /// The biases folded into the input projection: `b_ih + b_hh`, or a GRU's with only
+    /// `b_in` in its n part (`r` multiplies `b_hn`); `None` for a layer without biases.
+    fn input_bias(&self) -> Option<&ndarray::Array1<T>> {
+        match self.kind {
             Kind::Gru => self
                 .packed
                 .gru_bias
                 .as_ref()
                 .map(|(projection, _)| projection),
             _ => self.packed.bias.as_ref(),
-        };
-        let beta = match bias {
-            Some(b) => {
-                gx.assign(b);
-                T::one()
-            }
-            None => T::zero(),
-        };
-        matmul_acc(x, &self.packed.w_ih_t, beta, gx, threads);
+        }
+    }
+
+    /// [`StepWeights::projected_input`] into `gx` `(rows, G*H)`, only written (a
+    /// stream's scratch, allocated once): the sums start from the biases in the kernel.
+    pub(crate) fn project_input(
+        &self,
+        x: &ArrayView2<'_, T>,
+        gx: &mut ArrayViewMut2<'_, T>,
+        threads: usize,
+    ) {
+        match self.input_bias() {
+            Some(b) => match b.as_slice() {
+                Some(b) => matmul_bias(x, &self.packed.w_ih_t, b, gx, threads),
+                None => matmul_bias(x, &self.packed.w_ih_t, &b.to_vec(), gx, threads),
+            },
+            None => matmul_acc(x, &self.packed.w_ih_t, T::zero(), gx, threads),
+        }
+    }
+
+    /// The input's projection onto the gates, `x W_ihᵀ` plus the biases the kind folds
+    /// in (`b_ih + b_hh`; a GRU's n part only `b_in`, since `r` multiplies `b_hn`), as a
+    /// new `(rows, G*H)` array. Each sum starts from its column's bias inside the
+    /// product (`matmul_bias`), so the array is written once, not filled with the bias
+    /// rows first and read back.
+    pub(crate) fn projected_input(&self, x: &ArrayView2<'_, T>, threads: usize) -> Array2<T> {
+        let mut gx = Array2::zeros((x.nrows(), self.kind.gate_count() * self.hidden));
+        self.project_input(x, &mut gx.view_mut(), threads);
+        gx
     }
 
     /// One whole step for every sequence of the batch: `gh = h W_hhᵀ` (skipped when
@@ -216,6 +230,8 @@ impl<'a, T: Float> StepWeights<'a, T> {
             cell_out,
             h_proj,
         } = scratch;
+        // This step's input projection, on its way while the product runs.
+        crate::kernels::prefetch_rows(&gxt);
         if first && self.zero_start {
             gh.fill(T::zero());
         } else {
@@ -297,9 +313,9 @@ impl<T: Float> StepScratch<T> {
 /// One LSTM row's epilogue, fused into one pass over its units: with `v = g + x` (the
 /// recurrent and input products of each gate, `g` and `x` each `4H` in torch's gate
 /// order i, f, g, o), `c = σ(v_f) c + σ(v_i) tanh(v_g)` and `h = σ(v_o) tanh(c)`, where
-/// `σ(v) = 0.5 + 0.5 tanh(v / 2)`, in that operation order (torch's `sigmoid` rounds
-/// alike to within the tolerance the fixtures hold it to). The `tanh` is the
-/// vectorised one of `tanh_slice` inlined, on the kernel path that runs.
+/// `σ(v) = 1 / (1 + exp(-v))` as torch's `sigmoid` defines it, in that operation order.
+/// The `tanh` is the vectorised one of `tanh_slice` inlined, `σ` its companion
+/// ([`Float::sigmoid_inline`]), on the kernel path that runs.
 fn lstm_row<T: Float>(g: &[T], x: &[T], c: &mut [T], h: &mut [T]) {
     match crate::kernels::isa::active() {
         // SAFETY: `active` only answers a path this CPU supports, and each version is
@@ -328,7 +344,6 @@ unsafe fn lstm_row_avx2<T: Float>(g: &[T], x: &[T], c: &mut [T], h: &mut [T]) {
 #[inline(always)]
 fn lstm_row_body<T: Float, const FMA: bool>(g: &[T], x: &[T], c: &mut [T], h: &mut [T]) {
     let hidden = c.len();
-    let half = T::of(0.5);
     let (gi, rest) = g[..4 * hidden].split_at(hidden);
     let (gf, rest) = rest.split_at(hidden);
     let (gg, go) = rest.split_at(hidden);
@@ -336,7 +351,7 @@ fn lstm_row_body<T: Float, const FMA: bool>(g: &[T], x: &[T], c: &mut [T], h: &m
     let (xf, rest) = rest.split_at(hidden);
     let (xg, xo) = rest.split_at(hidden);
     let h = &mut h[..hidden];
-    let sigmoid = |v: T| (v * half).tanh_inline::<FMA>() * half + half;
+    let sigmoid = |v: T| v.sigmoid_inline::<FMA>();
     for j in 0..hidden {
         let i = sigmoid(gi[j] + xi[j]);
         let f = sigmoid(gf[j] + xf[j]);

@@ -6,7 +6,7 @@ use ndarray::{
 
 use super::pair::{run_parts, SharedPtr};
 use crate::element::Float;
-use crate::kernels::panel::gemm_panels;
+use crate::kernels::panel::{gemm_panels, gemm_panels_bias};
 use crate::kernels::{narrow_scan, Activation};
 use crate::params::{Packed, PackedWeight};
 
@@ -42,9 +42,35 @@ pub(crate) fn matmul_acc<T: Float>(
     // beta is 0 (y only written) or 1 (accumulated into), the two the callers need.
     debug_assert!(beta == T::zero() || beta == T::one());
     let accumulate = beta != T::zero();
-    let product = |x: &ArrayView2<'_, T>, c0: usize, y: &mut ArrayViewMut2<'_, T>| {
+    split_product(x, y, threads, |x, c0, y| {
         product_cols(x, w, c0, y, accumulate)
-    };
+    })
+}
+
+/// `y = bias + x · B`, `bias` `(N,)` broadcast over the rows (`y` only written), split
+/// between threads as [`matmul_acc`] splits: a layer's input projection with its biases
+/// folded in, in one pass over `y`.
+pub(crate) fn matmul_bias<T: Float>(
+    x: &ArrayView2<'_, T>,
+    w: &PackedWeight<T>,
+    bias: &[T],
+    y: &mut ArrayViewMut2<'_, T>,
+    threads: usize,
+) {
+    split_product(x, y, threads, |x, c0, y| {
+        gemm_panels_bias(x, &w.panels, c0, &bias[c0..c0 + y.ncols()], y)
+    })
+}
+
+/// Runs `product(x, c0, y)` over all of `y`, or with `threads > 1` and enough work over
+/// two halves on two threads: by rows when there are many (both halves read all of
+/// `B`), else by columns from `c0` (each thread streams half of `B`).
+fn split_product<T: Float>(
+    x: &ArrayView2<'_, T>,
+    y: &mut ArrayViewMut2<'_, T>,
+    threads: usize,
+    product: impl Fn(&ArrayView2<'_, T>, usize, &mut ArrayViewMut2<'_, T>) + Sync,
+) {
     let (m, k) = x.dim();
     let h = y.ncols();
     if threads < 2 || m * k * h < PARALLEL_MIN_MACS {
@@ -213,14 +239,10 @@ pub(super) fn scan<T: Float, A: Activation>(
         let merged = proj.merge_axes(Axis(0), Axis(1));
         debug_assert!(merged, "output rows have a uniform stride");
         let mut proj = proj.index_axis_move(Axis(0), 0);
-        let beta = match &packed.bias {
-            Some(bias) => {
-                proj.assign(bias);
-                T::one()
-            }
-            None => T::zero(),
-        };
-        matmul_acc(&x2, &packed.w_ih_t, beta, &mut proj, threads);
+        match packed.bias.as_ref().and_then(|b| b.as_slice()) {
+            Some(bias) => matmul_bias(&x2, &packed.w_ih_t, bias, &mut proj, threads),
+            None => matmul_acc(&x2, &packed.w_ih_t, T::zero(), &mut proj, threads),
+        }
     }
 
     // 2. The recurrence, in time-major view: out[t] = act(out[t] + h_{t-1} W_hh^T).

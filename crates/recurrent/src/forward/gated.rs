@@ -140,21 +140,15 @@ fn scan<T: Float>(
     }
 
     // 1. All steps' input projections onto the gates, biases folded in.
-    let mut gx = Array3::<T>::zeros((d0, d1, gates));
-    {
+    let gx = {
         let x2 = input
             .into_shape_with_order((rows, features))
             .expect("standard-layout input reshapes to rows"); // ok: invariant of prepare()
-        let mut gx2 = gx
-            .view_mut()
-            .into_shape_with_order((rows, gates))
-            .expect("fresh array reshapes to rows"); // ok: allocated just above
-        StepWeights::new(kind, nonlinearity, packed, hidden, reverse, false).project_input(
-            &x2.view(),
-            &mut gx2,
-            threads,
-        );
-    }
+        StepWeights::new(kind, nonlinearity, packed, hidden, reverse, false)
+            .projected_input(&x2.view(), threads)
+            .into_shape_with_order((d0, d1, gates))
+            .expect("rows split back into the input's two leading axes") // ok: rows = d0 * d1
+    };
     // 2. The steps, in time-major views.
     let (gx, mut output) = if batch_first {
         (
@@ -313,12 +307,15 @@ fn recur_split<T: Float>(
         let shape = ndarray::Ix2(batch, units.len()).strides(ndarray::Ix2(h_out, 1));
         // SAFETY: as above.
         let mut next = unsafe { ArrayViewMut2::from_shape_ptr(shape, next) };
+        let gxt = gx.index_axis(Axis(0), t);
+        // This part's columns of the step's input projection, on their way while the
+        // product runs.
+        crate::kernels::prefetch_rows(&gxt.slice(s![.., cols.clone()]));
         if step > 0 || !w.zero_start {
             product_cols(&prev, wt, cols.start, &mut gh.view_mut(), false);
         } else {
             gh.fill(T::zero());
         }
-        let gxt = gx.index_axis(Axis(0), t);
         let out_t = out_base.0.wrapping_offset(t as isize * out_strides[0]);
         // Rows of sequences that have ended carry their state over; the others are
         // overwritten by the step.

@@ -23,7 +23,7 @@ mod pair;
 mod stack;
 
 pub(crate) use cell::{StepScratch, StepWeights};
-pub(crate) use direction::matmul_acc;
+pub(crate) use direction::{matmul_acc, matmul_bias};
 pub(crate) use gated::forward_gated;
 pub(crate) use pair::set_helper_wait;
 pub(crate) use stack::{forward, Dropout};

@@ -151,7 +151,33 @@ pub(crate) fn gemm_panels<T: Float>(
     y: &mut ArrayViewMut2<'_, T>,
     accumulate: bool,
 ) {
-    gemm_panels_on(isa::active(), x, w, c0, y, accumulate)
+    let start = if accumulate { Start::Y } else { Start::Zero };
+    gemm_panels_on(isa::active(), x, w, c0, y, start)
+}
+
+/// `y = bias + x · Wᵀ[:, c0..c0 + y.ncols()]` with `bias` `(width,)` broadcast over the
+/// rows: each sum starts from its column's bias (the same values as filling `y` with
+/// the bias rows and accumulating, without the pass that writes them and the one that
+/// reads them back). `y` is only written.
+pub(crate) fn gemm_panels_bias<T: Float>(
+    x: &ArrayView2<'_, T>,
+    w: &Panels<T>,
+    c0: usize,
+    bias: &[T],
+    y: &mut ArrayViewMut2<'_, T>,
+) {
+    gemm_panels_on(isa::active(), x, w, c0, y, Start::Bias(bias))
+}
+
+/// What each of a product's sums starts from.
+#[derive(Clone, Copy)]
+enum Start<'a, T> {
+    /// +0: `y` is only written.
+    Zero,
+    /// `y`'s own value: the product accumulates into it.
+    Y,
+    /// Its column's entry of this row `(width,)`: `y` is only written.
+    Bias(&'a [T]),
 }
 
 /// [`gemm_panels`] on the path `isa`, which this CPU must support.
@@ -161,7 +187,7 @@ fn gemm_panels_on<T: Float>(
     w: &Panels<T>,
     c0: usize,
     y: &mut ArrayViewMut2<'_, T>,
-    accumulate: bool,
+    start: Start<'_, T>,
 ) {
     assert!(isa.is_supported(), "gemm_panels on a path this CPU lacks");
     let (m, k) = x.dim();
@@ -171,21 +197,30 @@ fn gemm_panels_on<T: Float>(
         k == w.k && y.nrows() == m && c0.is_multiple_of(nr) && c0 + width <= w.n,
         "gemm_panels shape mismatch"
     );
+    if let Start::Bias(bias) = start {
+        assert_eq!(bias.len(), width, "gemm_panels_bias: one bias per column");
+    }
     if m == 0 || width == 0 {
         return;
     }
     if k == 0 {
-        if !accumulate {
-            y.fill(T::zero());
+        match start {
+            Start::Zero => y.fill(T::zero()),
+            Start::Y => {}
+            Start::Bias(bias) => {
+                for mut row in y.rows_mut() {
+                    row.iter_mut().zip(bias).for_each(|(v, &b)| *v = b);
+                }
+            }
         }
         return;
     }
     if (x.strides()[1] != 1 && k > 1) || x.strides()[0] < 0 {
-        return gemm_panels_on(isa, &x.as_standard_layout().view(), w, c0, y, accumulate);
+        return gemm_panels_on(isa, &x.as_standard_layout().view(), w, c0, y, start);
     }
     if (y.strides()[1] != 1 && width > 1) || y.strides()[0] < 0 {
         let mut rows = y.as_standard_layout().into_owned();
-        gemm_panels_on(isa, x, w, c0, &mut rows.view_mut(), accumulate);
+        gemm_panels_on(isa, x, w, c0, &mut rows.view_mut(), start);
         return y.assign(&rows);
     }
     let operands = Operands {
@@ -197,12 +232,17 @@ fn gemm_panels_on<T: Float>(
         b: w.data()[(c0 / nr) * k * nr..].as_ptr(),
         c: y.as_mut_ptr(),
         ldc: y.strides()[0] as usize,
-        accumulate,
+        accumulate: matches!(start, Start::Y),
+        bias: match start {
+            Start::Bias(bias) => bias.as_ptr(),
+            _ => std::ptr::null(),
+        },
     };
-    // SAFETY: the operands describe `x`, `y` and the panels of `w` from column c0 on, as
-    // just checked; `drive` reads at most SPARE_PANELS panels past the last column, which
-    // `Panels` allocates. `isa` is a path this CPU supports (checked above), and each
-    // driver is compiled for its path's features.
+    // SAFETY: the operands describe `x`, `y`, `bias` (one per column of `y`) and the
+    // panels of `w` from column c0 on, as just checked; `drive` reads at most
+    // SPARE_PANELS panels past the last column, which `Panels` allocates, and no bias
+    // past `width`. `isa` is a path this CPU supports (checked above), and each driver
+    // is compiled for its path's features.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -227,8 +267,11 @@ struct Operands<T> {
     b: *const T,
     c: *mut T,
     ldc: usize,
-    /// Whether the sums start from `C` (else from zero, `C` only written).
+    /// Whether the sums start from `C` (else from `bias`, or zero; `C` only written).
     accumulate: bool,
+    /// Where the sums start without `accumulate`: one value per column of `C`, or null
+    /// for zero.
+    bias: *const T,
 }
 
 /// A vector of `LANES` elements of `T` and the operations a tile needs. Implementations
@@ -361,6 +404,7 @@ fn cast<T: 'static, U: 'static>(ops: Operands<T>) -> Option<Operands<U>> {
         c: ops.c as *mut U,
         ldc: ops.ldc,
         accumulate: ops.accumulate,
+        bias: ops.bias as *const U,
     })
 }
 
@@ -424,6 +468,11 @@ unsafe fn drive<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(ops: O
                         ldc: ops.ldc,
                         cols,
                         accumulate: ops.accumulate || k0 > 0,
+                        bias: if ops.bias.is_null() {
+                            ops.bias
+                        } else {
+                            ops.bias.add(j0)
+                        },
                     };
                     if rows == MR {
                         tile.run::<V, MR, NV>();
@@ -442,6 +491,7 @@ unsafe fn drive<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(ops: O
 
 /// One register tile's operands: `C (rows, cols) += A (rows, kc) · B (kc, cols)`, `B`
 /// in panels `panel_stride` apart.
+#[derive(Clone, Copy)]
 struct Tile<T> {
     kc: usize,
     a: *const T,
@@ -452,8 +502,11 @@ struct Tile<T> {
     ldc: usize,
     /// Columns of `C` to keep: the full `NV · LANES` except at the right edge.
     cols: usize,
-    /// Whether the sums start from `C` (else from zero).
+    /// Whether the sums start from `C` (else from `bias`, or zero).
     accumulate: bool,
+    /// Without `accumulate`, the sums of column `j` of the tile start from `bias[j]`
+    /// (null: from zero).
+    bias: *const T,
 }
 
 impl<T: Float> Tile<T> {
@@ -472,22 +525,26 @@ impl<T: Float> Tile<T> {
         }
     }
 
-    /// The register tile: `MR × NV` accumulators loaded from `C`, `kc` steps of
-    /// multiply-adds, stored back.
+    /// The register tile: `MR × NV` accumulators loaded from `C` (or +0), `kc` steps
+    /// of multiply-adds, stored back. At the right edge (`cols` short of a full tile)
+    /// through a buffer: see [`Tile::run_edge`].
     #[inline(always)]
     unsafe fn run<V: Vector<T>, const MR: usize, const NV: usize>(&self) {
-        let nr = panel_width::<T>();
-        let per_panel = nr / V::LANES;
-        let full = self.cols == NV * V::LANES;
-        // Vector v of B's row p: panel v / per_panel, lanes (v % per_panel) · LANES.
-        let b_at = |v: usize, p: usize| {
-            self.b
-                .add((v / per_panel) * self.panel_stride + p * nr + (v % per_panel) * V::LANES)
-        };
-        // At the right edge the tile goes through a buffer holding the kept columns
-        // (the rest are computed from the zero padding and dropped).
+        if self.cols == NV * V::LANES {
+            self.run_full::<V, MR, NV>()
+        } else {
+            self.run_edge::<V, MR, NV>()
+        }
+    }
+
+    /// The right edge: the tile runs in full on a buffer holding the kept columns of `C`
+    /// (the others are computed from the panels' zero padding and dropped), and only the
+    /// kept columns are copied back. The buffer exists only here, so that the full tiles
+    /// touch no scratch at all.
+    #[inline(always)]
+    unsafe fn run_edge<V: Vector<T>, const MR: usize, const NV: usize>(&self) {
         let mut edge = [[T::zero(); 64]; MR];
-        if !full && self.accumulate {
+        if self.accumulate {
             for (i, row) in edge.iter_mut().enumerate() {
                 std::ptr::copy_nonoverlapping(
                     self.c.add(i * self.ldc),
@@ -496,25 +553,63 @@ impl<T: Float> Tile<T> {
                 );
             }
         }
-        let c_at = |i: usize, v: usize| -> *const T {
-            if full {
-                self.c.add(i * self.ldc + v * V::LANES)
+        // The kept columns' biases, zero past them.
+        let mut bias = [T::zero(); 64];
+        if !self.bias.is_null() {
+            std::ptr::copy_nonoverlapping(self.bias, bias.as_mut_ptr(), self.cols);
+        }
+        let inner = Tile {
+            c: edge.as_mut_ptr() as *mut T,
+            ldc: 64,
+            cols: NV * V::LANES,
+            bias: if self.bias.is_null() {
+                self.bias
             } else {
-                edge[i].as_ptr().add(v * V::LANES)
-            }
+                bias.as_ptr()
+            },
+            ..*self
         };
-        let zero = [T::zero(); 64];
-        let mut acc: [[V; NV]; MR] = std::array::from_fn(|i| {
-            std::array::from_fn(|v| {
-                if self.accumulate {
-                    V::load(c_at(i, v))
-                } else {
-                    V::load(zero.as_ptr()) // +0 in every lane
+        inner.run_full::<V, MR, NV>();
+        for (i, row) in edge.iter().enumerate() {
+            std::ptr::copy_nonoverlapping(row.as_ptr(), self.c.add(i * self.ldc), self.cols);
+        }
+    }
+
+    /// A full tile (`cols == NV · LANES`), straight from and into `C`.
+    #[inline(always)]
+    unsafe fn run_full<V: Vector<T>, const MR: usize, const NV: usize>(&self) {
+        let nr = panel_width::<T>();
+        let per_panel = nr / V::LANES;
+        // Vector v of B's row p: panel v / per_panel, lanes (v % per_panel) · LANES.
+        let b_at = |v: usize, p: usize| {
+            self.b
+                .add((v / per_panel) * self.panel_stride + p * nr + (v % per_panel) * V::LANES)
+        };
+        let c_at = |i: usize, v: usize| self.c.add(i * self.ldc + v * V::LANES);
+        // Plain loops over fixed-size arrays, no `std::array::from_fn`: a closure handed
+        // to a generic function is compiled without this function's target features, and
+        // where LLVM declines to inline it the loads become calls (measured: a tenth of
+        // the kernel's time).
+        let zero = V::splat(&T::zero()); // +0 in every lane
+        let mut acc = [[zero; NV]; MR];
+        if self.accumulate {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = V::load(c_at(i, v));
                 }
-            })
-        });
+            }
+        } else if !self.bias.is_null() {
+            let mut first = [zero; NV];
+            for (v, x) in first.iter_mut().enumerate() {
+                *x = V::load(self.bias.add(v * V::LANES));
+            }
+            acc = [first; MR];
+        }
+        let mut b = [zero; NV];
         for p in 0..self.kc {
-            let b: [V; NV] = std::array::from_fn(|v| V::load(b_at(v, p)));
+            for (v, bv) in b.iter_mut().enumerate() {
+                *bv = V::load(b_at(v, p));
+            }
             for (i, row) in acc.iter_mut().enumerate() {
                 let a = V::splat(self.a.add(i * self.lda + p));
                 for (x, bv) in row.iter_mut().zip(b) {
@@ -522,22 +617,9 @@ impl<T: Float> Tile<T> {
                 }
             }
         }
-        if full {
-            for (i, row) in acc.iter().enumerate() {
-                for (v, x) in row.iter().enumerate() {
-                    x.store(self.c.add(i * self.ldc + v * V::LANES));
-                }
-            }
-        } else {
-            for (i, row) in acc.iter().enumerate() {
-                for (v, x) in row.iter().enumerate() {
-                    x.store(edge[i].as_mut_ptr().add(v * V::LANES));
-                }
-                std::ptr::copy_nonoverlapping(
-                    edge[i].as_ptr(),
-                    self.c.add(i * self.ldc),
-                    self.cols,
-                );
+        for (i, row) in acc.iter().enumerate() {
+            for (v, x) in row.iter().enumerate() {
+                x.store(self.c.add(i * self.ldc + v * V::LANES));
             }
         }
     }
@@ -586,12 +668,12 @@ mod tests {
             &w,
             c0,
             &mut wide.slice_mut(s![.., 1..1 + width]),
-            true,
+            Start::Y,
         );
         gemm_panels_plain(&x.view(), &w, c0, &mut want.slice_mut(s![.., 1..1 + width]));
         // Written, not accumulated: what was there (NaN) is not read.
         let mut fresh = Array2::from_elem((m, width), T::nan());
-        gemm_panels_on(isa, &x.view(), &w, c0, &mut fresh.view_mut(), false);
+        gemm_panels_on(isa, &x.view(), &w, c0, &mut fresh.view_mut(), Start::Zero);
         let mut fresh_want = Array2::zeros((m, width));
         gemm_panels_plain(&x.view(), &w, c0, &mut fresh_want.view_mut());
         for (a, b) in fresh.iter().zip(fresh_want.iter()) {
@@ -599,6 +681,26 @@ mod tests {
             assert!(
                 (a - b).abs() <= tol * (1.0 + b.abs()),
                 "{isa}: {m}x{k}x{n} from {c0}, written: {a} vs {b}"
+            );
+        }
+        // Started from a bias row: as if y held the bias in every row and accumulated.
+        let bias: Vec<T> = (0..width).map(|j| T::of(j as f64 * 0.125 - 1.0)).collect();
+        let mut biased = Array2::from_elem((m, width), T::nan());
+        gemm_panels_on(
+            isa,
+            &x.view(),
+            &w,
+            c0,
+            &mut biased.view_mut(),
+            Start::Bias(&bias),
+        );
+        let mut biased_want = Array2::from_shape_fn((m, width), |(_, j)| bias[j]);
+        gemm_panels_plain(&x.view(), &w, c0, &mut biased_want.view_mut());
+        for (a, b) in biased.iter().zip(biased_want.iter()) {
+            let (a, b) = (a.as_f64(), b.as_f64());
+            assert!(
+                (a - b).abs() <= tol * (1.0 + b.abs()),
+                "{isa}: {m}x{k}x{n} from {c0}, from the bias: {a} vs {b}"
             );
         }
         for (a, b) in wide.iter().zip(want.iter()) {

@@ -83,6 +83,46 @@ pub(crate) fn tanh_f32_with<const FMA: bool>(x: f32) -> f32 {
     }
 }
 
+/// The logistic function `1 / (1 + exp(-x))` in f32 without branches or libm calls, as
+/// `torch.sigmoid` defines it: `exp` by the same Cody-Waite reduction and degree-7
+/// polynomial as [`tanh_f32_with`], over `-x` clamped to `[-87, 89]`, and one division.
+/// Below -87 the result has rounded to 1; past 88.72 `exp` overflows to +inf exactly as
+/// float32's does, so the result is +0 there as in torch (which matters for special
+/// values: `σ(-inf) · inf` is NaN, as `0 · inf` is).
+/// About half the work of `0.5 + 0.5 tanh(x / 2)` (one exponential, no second
+/// polynomial, no blend), and more accurate for very negative `x`, where the `tanh`
+/// form rounds to 0. NaN gives NaN.
+#[inline(always)]
+pub(crate) fn sigmoid_f32_with<const FMA: bool>(x: f32) -> f32 {
+    let fma = madd::<FMA>;
+    let z = (-x).clamp(-87.0, 89.0);
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer
+    let shifted = fma(z, LOG2E, ROUND);
+    let n = shifted - ROUND;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let r = fma(-n, LN2_LO, fma(-n, LN2_HI, z));
+    let r2 = r * r;
+    let p01 = 1.0 + r;
+    let p23 = fma(r, 1.0 / 6.0, 0.5);
+    let p45 = fma(r, 1.0 / 120.0, 1.0 / 24.0);
+    let p67 = fma(r, 1.0 / 5040.0, 1.0 / 720.0);
+    let q0 = fma(r2, p23, p01);
+    let q1 = fma(r2, p67, p45);
+    let p = fma(r2 * r2, q1, q0);
+    // n is in [-126, 128]: 2^(n-1) has the biased exponent n + 126 in [0, 254] (0 gives
+    // +0 at n = -126, where 1 + e rounds to 1 anyway), and p · 2^(n-1) · 2 overflows to
+    // +inf just where e^z exceeds the largest float.
+    let scale = f32::from_bits(shifted.to_bits().wrapping_add(126) << 23);
+    let s = 1.0 / (1.0 + (p * scale) * 2.0);
+    if x.is_nan() {
+        x
+    } else {
+        s
+    }
+}
+
 /// The body, inlined into each instruction-set version below: fixed-width chunks (one
 /// or two vector registers each), and the remainder padded into one more chunk so that
 /// short rows do not fall back to scalar code.
@@ -190,6 +230,65 @@ mod tests {
             );
         }
         err
+    }
+
+    #[test]
+    fn sigmoid_close_to_f64_everywhere() {
+        let check = |x: f32| {
+            let want = 1.0 / (1.0 + (-(x as f64)).exp());
+            for got in [sigmoid_f32_with::<false>(x), sigmoid_f32_with::<true>(x)] {
+                let got = got as f64;
+                // Within a few float32 ulps of the value relative to it (and absolutely
+                // below 1e-38, past the clamp).
+                let err = (got - want).abs();
+                assert!(
+                    err <= 4e-7 * want || err <= 1e-38,
+                    "sigmoid({x}) = {got}, want {want}, err {err:e}"
+                );
+            }
+        };
+        let mut x = -100.0f32;
+        while x <= 100.0 {
+            check(x);
+            x += 1.0 / 1024.0;
+        }
+        let mut m = 1e-30f32;
+        while m < 1e30 {
+            check(m);
+            check(-m);
+            m *= 1.07;
+        }
+        for x in [
+            0.0,
+            -0.0,
+            87.0,
+            -87.0,
+            88.0,
+            -88.0,
+            89.0,
+            -89.0,
+            f32::MAX,
+            f32::MIN,
+        ] {
+            check(x);
+        }
+        // Where float32's own 1 / (1 + exp(-x)) reaches 1 or 0, so does this (special
+        // values then propagate alike: 0 · inf is NaN).
+        let plain = |x: f32| 1.0 / (1.0 + (-x).exp());
+        for x in [
+            f32::INFINITY,
+            100.0,
+            20.0,
+            -89.0,
+            -100.0,
+            f32::NEG_INFINITY,
+            f32::MIN,
+        ] {
+            assert_eq!(sigmoid_f32_with::<false>(x), plain(x), "sigmoid({x})");
+            assert_eq!(sigmoid_f32_with::<true>(x), plain(x), "sigmoid({x})");
+        }
+        assert!(sigmoid_f32_with::<false>(f32::NAN).is_nan());
+        assert!(sigmoid_f32_with::<true>(-f32::NAN).is_nan());
     }
 
     #[test]
