@@ -41,9 +41,9 @@ impl<T: Float> StepWeights<'_, T> {
     /// part's gate columns of `h_{t-1} W_hhᵀ` (overwritten), `x` those of the input
     /// projection; `h` holds the part's units of `h_{t-1}` and receives `h_t` (for an
     /// LSTM with projections, the cell output `o · tanh(c_t)` instead), `c` the LSTM's
-    /// cell state; `tmp` is `(N, units)` scratch. Every row is computed, as one block
-    /// where the activations allow (one vectorised `tanh` call over all rows), and only
-    /// the rows of sequences still running at `t` are committed to `h` and `c`.
+    /// cell state. Only the rows of sequences still running at `t` are written: an RNN's
+    /// computed as one block (one vectorised `tanh` call over all rows), an LSTM's and a
+    /// GRU's a row at a time in one fused pass over the units (`lstm_row`, `gru_row`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn block_step(
         &self,
@@ -52,12 +52,9 @@ impl<T: Float> StepWeights<'_, T> {
         x: ArrayView2<'_, T>,
         mut h: ArrayViewMut2<'_, T>,
         mut c: ArrayViewMut2<'_, T>,
-        tmp: &mut Array2<T>,
         t: usize,
         lengths: &[usize],
     ) {
-        let half = T::of(0.5);
-        let hidden = units.len();
         let running = |n: usize| t < lengths[n];
         match self.kind {
             Kind::Rnn => {
@@ -83,49 +80,16 @@ impl<T: Float> StepWeights<'_, T> {
                 }
             }
             Kind::Gru => {
-                // Keep h W_hnᵀ + b_hn (which r multiplies) before the gates go through
-                // tanh; r, z = sigmoid(x + h W_hᵀ + b) = 0.5 + 0.5 tanh(v / 2), one tanh
-                // over the block (the n columns ride along and are not used).
-                for (n, (mut gr, xr)) in g.rows_mut().into_iter().zip(x.rows()).enumerate() {
-                    let (gr, xr) = (row_slice_mut(&mut gr), row_slice(xr));
-                    let saved = row_mut(tmp, n);
-                    match self.b_hn {
-                        Some(b) => {
-                            for ((v, &p), &q) in saved
-                                .iter_mut()
-                                .zip(&gr[2 * hidden..])
-                                .zip(&b[units.clone()])
-                            {
-                                *v = p + q;
-                            }
-                        }
-                        None => saved.copy_from_slice(&gr[2 * hidden..]),
-                    }
-                    for (v, &xv) in gr[..2 * hidden].iter_mut().zip(xr) {
-                        *v = (*v + xv) * half;
-                    }
-                }
-                tanh_block(&mut g.view_mut());
-                // n = tanh(x_n + r (h W_hnᵀ + b_hn)).
-                for (n, (gr, xr)) in g.rows().into_iter().zip(x.rows()).enumerate() {
-                    let (gr, xr) = (row_slice(gr), row_slice(xr));
-                    let cand = row_mut(tmp, n);
-                    for j in 0..hidden {
-                        cand[j] = xr[2 * hidden + j] + (gr[j] * half + half) * cand[j];
-                    }
-                }
-                tanh_all(tmp);
-                // h = (h - n) z + n, ATen's order, for the sequences still running.
+                // Only the sequences still running: nothing of the others is kept.
+                let b_hn = self.b_hn.map(|b| &b[units.clone()]);
                 for n in (0..lengths.len()).filter(|&n| running(n)) {
-                    let gr = g.row(n);
-                    let z = &row_slice(gr)[hidden..2 * hidden];
                     let mut hr = h.row_mut(n);
-                    let cand = row_mut(tmp, n);
-                    for ((v, &z), &nv) in row_slice_mut(&mut hr).iter_mut().zip(z).zip(cand.iter())
-                    {
-                        let update = z * half + half;
-                        *v = (*v - nv) * update + nv;
-                    }
+                    gru_row(
+                        row_slice(g.row(n)),
+                        row_slice(x.row(n)),
+                        b_hn,
+                        row_slice_mut(&mut hr),
+                    );
                 }
             }
         }
@@ -226,7 +190,6 @@ impl<'a, T: Float> StepWeights<'a, T> {
         let g_count = self.kind.gate_count();
         let StepScratch {
             gh,
-            tmps,
             cell_out,
             h_proj,
         } = scratch;
@@ -247,7 +210,7 @@ impl<'a, T: Float> StepWeights<'a, T> {
         // One part covers the whole arrays and takes them unsliced (a slice costs about
         // as much as a small step's product).
         let whole = self.parts.len() == 1;
-        for (units, tmp) in self.parts.iter().zip(tmps.iter_mut()) {
+        for units in &self.parts {
             let target = match proj {
                 Some(_) => cell_out.view_mut(),
                 None => h.view_mut(),
@@ -264,7 +227,7 @@ impl<'a, T: Float> StepWeights<'a, T> {
                     c.slice_mut(part),
                 )
             };
-            self.block_step(units, g, x, target, c, tmp, t, lengths);
+            self.block_step(units, g, x, target, c, t, lengths);
         }
         if let Some(w_hr_t) = proj {
             matmul_acc(
@@ -280,12 +243,11 @@ impl<'a, T: Float> StepWeights<'a, T> {
 }
 
 /// What [`StepWeights::step`] computes in, sized for a batch once and reused every step:
-/// the gates of the whole batch, each part's temporaries, and an LSTM with projections'
-/// cell outputs and their projection.
+/// the gates of the whole batch, and an LSTM with projections' cell outputs and their
+/// projection.
 #[derive(Debug, Clone)]
 pub(crate) struct StepScratch<T> {
     gh: Array2<T>,
-    tmps: Vec<Array2<T>>,
     cell_out: Array2<T>,
     h_proj: Array2<T>,
 }
@@ -299,11 +261,6 @@ impl<T: Float> StepScratch<T> {
         let projects = w.packed.w_hr_t.is_some();
         StepScratch {
             gh: Array2::zeros((batch, gates)),
-            tmps: w
-                .parts
-                .iter()
-                .map(|units| Array2::zeros((batch, units.len())))
-                .collect(),
             cell_out: Array2::zeros((if projects { batch } else { 0 }, hidden)),
             h_proj: Array2::zeros((if projects { batch } else { 0 }, h_out)),
         }
@@ -351,25 +308,80 @@ fn lstm_row_body<T: Float, const FMA: bool>(g: &[T], x: &[T], c: &mut [T], h: &m
     let (xf, rest) = rest.split_at(hidden);
     let (xg, xo) = rest.split_at(hidden);
     let h = &mut h[..hidden];
-    let sigmoid = |v: T| v.sigmoid_inline::<FMA>();
+    // Direct calls, no closure (see `gru_row_body`).
     for j in 0..hidden {
-        let i = sigmoid(gi[j] + xi[j]);
-        let f = sigmoid(gf[j] + xf[j]);
+        let i = (gi[j] + xi[j]).sigmoid_inline::<FMA>();
+        let f = (gf[j] + xf[j]).sigmoid_inline::<FMA>();
         let cand = (gg[j] + xg[j]).tanh_inline::<FMA>();
-        let o = sigmoid(go[j] + xo[j]);
+        let o = (go[j] + xo[j]).sigmoid_inline::<FMA>();
         let next = f * c[j] + i * cand;
         c[j] = next;
         h[j] = o * next.tanh_inline::<FMA>();
     }
 }
 
-/// Row `n` of an owned standard-layout array as a slice.
-pub(crate) fn row_mut<T: Float>(a: &mut Array2<T>, n: usize) -> &mut [T] {
-    let width = a.ncols();
-    match a.as_slice_mut() {
-        Some(all) => &mut all[n * width..(n + 1) * width],
-        None => unreachable!("owned standard array"), // ok: allocated by the scan
+/// One GRU row's epilogue (torch's reset-after form), fused into one pass over its
+/// units: with the recurrent products `g` and the input projections `x` (each `3H`, gate
+/// order r, z, n; the r and z biases folded into `x`, `b_hn` apart since `r` multiplies
+/// it), `r = σ(g_r + x_r)`, `z = σ(g_z + x_z)`, `n = tanh(x_n + r (g_n + b_hn))` and
+/// `h = (h - n) z + n` (ATen's order), `h` updated in place.
+fn gru_row<T: Float>(g: &[T], x: &[T], b_hn: Option<&[T]>, h: &mut [T]) {
+    match crate::kernels::isa::active() {
+        // SAFETY: `active` only answers a path this CPU supports, and each version is
+        // compiled for its path's features.
+        #[cfg(target_arch = "x86_64")]
+        crate::kernels::isa::Isa::Avx512 => unsafe { gru_row_avx512(g, x, b_hn, h) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        crate::kernels::isa::Isa::Avx2 => unsafe { gru_row_avx2(g, x, b_hn, h) },
+        _ => gru_row_body::<T, false>(g, x, b_hn, h),
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn gru_row_avx512<T: Float>(g: &[T], x: &[T], b_hn: Option<&[T]>, h: &mut [T]) {
+    gru_row_body::<T, true>(g, x, b_hn, h)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gru_row_avx2<T: Float>(g: &[T], x: &[T], b_hn: Option<&[T]>, h: &mut [T]) {
+    gru_row_body::<T, true>(g, x, b_hn, h)
+}
+
+#[inline(always)]
+fn gru_row_body<T: Float, const FMA: bool>(g: &[T], x: &[T], b_hn: Option<&[T]>, h: &mut [T]) {
+    let hidden = h.len();
+    let (gr, rest) = g[..3 * hidden].split_at(hidden);
+    let (gz, gn) = rest.split_at(hidden);
+    let (xr, rest) = x[..3 * hidden].split_at(hidden);
+    let (xz, xn) = rest.split_at(hidden);
+    // Two loops rather than a closure over `j`: a closure is compiled without this
+    // function's target features, and where LLVM declines to inline it its `mul_add`s
+    // become libm calls (measured: three times slower).
+    match b_hn {
+        Some(b) => {
+            let b = &b[..hidden];
+            for j in 0..hidden {
+                h[j] = gru_unit::<T, FMA>(gr[j] + xr[j], gz[j] + xz[j], xn[j], gn[j] + b[j], h[j]);
+            }
+        }
+        None => {
+            for j in 0..hidden {
+                h[j] = gru_unit::<T, FMA>(gr[j] + xr[j], gz[j] + xz[j], xn[j], gn[j], h[j]);
+            }
+        }
+    }
+}
+
+/// One GRU unit: `r = σ(vr)`, `z = σ(vz)`, `n = tanh(xn + r hn)`, `(h - n) z + n`.
+#[inline(always)]
+fn gru_unit<T: Float, const FMA: bool>(vr: T, vz: T, xn: T, hn: T, h: T) -> T {
+    let r = vr.sigmoid_inline::<FMA>();
+    let z = vz.sigmoid_inline::<FMA>();
+    let n = (xn + r * hn).tanh_inline::<FMA>();
+    (h - n) * z + n
 }
 
 /// `tanh` of every element, in one vectorised call when the block is contiguous, else
@@ -381,11 +393,6 @@ pub(crate) fn tanh_block<T: Float>(a: &mut ArrayViewMut2<'_, T>) {
     for mut row in a.rows_mut() {
         T::tanh_slice(row_slice_mut(&mut row));
     }
-}
-
-/// `tanh` of every element of an owned standard-layout array.
-pub(crate) fn tanh_all<T: Float>(a: &mut Array2<T>) {
-    tanh_block(&mut a.view_mut())
 }
 
 /// `to[n] = from[n]` for the sequences still running at step `t`.

@@ -281,20 +281,16 @@ fn recur_split<T: Float>(
     let out_strides = [output.strides()[0], output.strides()[1]];
     let out_base = SharedPtr(output.as_mut_ptr());
     let (c0, c1) = c.view_mut().split_at(Axis(1), w.parts[0].end);
-    // Each part's own scratch: its cell columns, gates and temporaries.
-    let scratch = |units: &std::ops::Range<usize>| {
-        let gh = Array2::<T>::zeros((batch, g_count * units.len()));
-        (gh, Array2::<T>::zeros((batch, units.len())))
-    };
-    let ((g0, t0), (g1, t1)) = (scratch(&w.parts[0]), scratch(&w.parts[1]));
-    let states = [(c0, g0, t0), (c1, g1, t1)];
+    // Each part's own scratch: its cell columns and gates.
+    let gates = |units: &std::ops::Range<usize>| Array2::<T>::zeros((batch, g_count * units.len()));
+    let states = [(c0, gates(&w.parts[0])), (c1, gates(&w.parts[1]))];
 
     let step = |part: usize, step: usize, state: &mut PartScratch<'_, T>| {
         // Capture the Send/Sync wrappers whole (a closure would otherwise capture the
         // bare pointer fields, which are neither).
         #[allow(clippy::redundant_locals)]
         let (buffers, out_base) = (buffers, out_base);
-        let (c, gh, tmp) = state;
+        let (c, gh) = state;
         let units = w.parts[part].clone();
         let cols = g_count * units.start..g_count * units.end;
         let t = if reverse { seq_len - 1 - step } else { step };
@@ -326,7 +322,6 @@ fn recur_split<T: Float>(
             gxt.slice(s![.., cols.clone()]),
             next.view_mut(),
             c.view_mut(),
-            tmp,
             t,
             lengths,
         );
@@ -354,6 +349,5 @@ fn recur_split<T: Float>(
     true
 }
 
-/// One part's scratch in [`recur_split`]: its columns of the cell state, its gates and
-/// its temporaries.
-type PartScratch<'a, T> = (ArrayViewMut2<'a, T>, Array2<T>, Array2<T>);
+/// One part's scratch in [`recur_split`]: its columns of the cell state and its gates.
+type PartScratch<'a, T> = (ArrayViewMut2<'a, T>, Array2<T>);
