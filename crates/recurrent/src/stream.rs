@@ -4,8 +4,7 @@
 //!
 //! A stream owns every layer's state, batched `(num_layers, N, H_out)` (and an LSTM's
 //! cell state `(num_layers, N, H)`), and the scratch of one step, so that a step after
-//! the first allocates nothing (below a batch of 1024, where products go to
-//! matrixmultiply, which packs): `step` takes one time step `(N, H_in)` and hands back a
+//! the first allocates nothing (given row-major inputs): `step` takes one time step `(N, H_in)` and hands back a
 //! view of that step's output, for a caller with a live input (a microphone, a sensor);
 //! `feed` takes chunks of any length, in any of the layer's input forms, and returns
 //! owned outputs. Each step goes through the kind's one cell (`forward/cell.rs`), the
@@ -470,7 +469,7 @@ macro_rules! hidden_stream {
             /// Runs one time step for a batch: `x` is `(N, H_in)` (`N = 1` for an
             /// unbatched stream), and the result is that step's output `(N, H)`, the last
             /// layer's new state, as a view into the stream. After the first step nothing
-            /// is allocated (for batches below 1024).
+            /// is allocated when `x` is row-major (any other layout is copied first).
             ///
             /// # Errors
             /// [`Error::InputSize`] for a width other than `H_in`; [`Error::HiddenShape`]

@@ -1,9 +1,10 @@
 //! `C = A B + beta C` on ndarray views of any strides, through the chosen GEMM crate.
 //!
-//! The crate is `matrixmultiply` (see the README's "Choice of GEMM" for the measurement
-//! behind it). It takes arbitrary row and column strides, so the fast path multiplies
-//! straight out of and into slices of its preallocated output (one direction's column
-//! half, one time step's rows) without copying.
+//! The crate is `matrixmultiply` (ndarray's own backend). It takes arbitrary row and
+//! column strides, which the backward's weight gradients need (`dGᵀ X` over all steps,
+//! both operands computed on the call, nothing to pack ahead); every product with a
+//! weight known in advance goes through the panel GEMM instead (`kernels/panel.rs`,
+//! docs/DESIGN.md).
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 

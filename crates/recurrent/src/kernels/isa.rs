@@ -22,17 +22,16 @@ use std::sync::OnceLock;
 ///
 /// Every path computes the same functions; they differ in rounding only (FMA against
 /// separate multiply and add, and the order of the sums of a dot product), by a few
-/// units in the last place. Products handed to `matrixmultiply` (projections of at least
-/// 1024 rows against a weight of at least 2 MiB, and the backward's weight gradients)
-/// run that crate's own choice of kernel on every path: it detects the CPU itself and
-/// cannot be told otherwise at run time.
+/// units in the last place. The backward's weight gradients, the one product still
+/// handed to `matrixmultiply`, run that crate's own choice of kernel on every path: it
+/// detects the CPU itself and cannot be told otherwise at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Isa {
     /// AVX-512 F and VL with AVX2 and FMA (x86_64): 16 float32 lanes per register,
     /// 8 x 32 register tiles.
     Avx512,
-    /// AVX2 and FMA (x86_64): 8 float32 lanes per register, 4 x 16 register tiles.
+    /// AVX2 and FMA (x86_64): 8 float32 lanes per register, 6 x 16 register tiles.
     Avx2,
     /// No instruction set beyond the target's baseline (SSE2 on x86_64), multiply and
     /// add not fused: what the compiler makes of the plain loops. The only path on
