@@ -465,8 +465,6 @@ const TALL_BLOCK_BYTES: usize = 1 << 20;
 #[inline(always)]
 unsafe fn drive_tall<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(ops: Operands<T>) {
     let tile_cols = NV * V::LANES;
-    let nr = panel_width::<T>();
-    let panel_stride = ops.k * nr;
     let kc_max = KC.min(ops.k);
     let nc =
         (TALL_BLOCK_BYTES / (kc_max * std::mem::size_of::<T>()) / tile_cols).max(1) * tile_cols;
@@ -482,27 +480,7 @@ unsafe fn drive_tall<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(o
                 let mut j0 = jc;
                 while j0 < jc + block_cols {
                     let cols = tile_cols.min(jc + block_cols - j0);
-                    let tile = Tile {
-                        kc,
-                        a: ops.a.add(i0 * ops.lda + k0),
-                        lda: ops.lda,
-                        b: ops.b.add((j0 / nr) * panel_stride + k0 * nr),
-                        panel_stride,
-                        c: ops.c.add(i0 * ops.ldc + j0),
-                        ldc: ops.ldc,
-                        cols,
-                        accumulate: ops.accumulate || k0 > 0,
-                        bias: if ops.bias.is_null() {
-                            ops.bias
-                        } else {
-                            ops.bias.add(j0)
-                        },
-                    };
-                    if rows == MR {
-                        tile.run::<V, MR, NV>();
-                    } else {
-                        tile.run_rows::<V, NV>(rows);
-                    }
+                    tile_at::<T, V, MR, NV>(&ops, i0, rows, j0, cols, k0, kc);
                     j0 += cols;
                 }
                 i0 += rows;
@@ -518,52 +496,60 @@ unsafe fn drive_tall<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(o
 #[inline(always)]
 unsafe fn drive_short<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(ops: Operands<T>) {
     let tile_cols = NV * V::LANES;
+    let mut j0 = 0;
+    while j0 < ops.width {
+        let cols = tile_cols.min(ops.width - j0);
+        let mut k0 = 0;
+        while k0 < ops.k {
+            let kc = KC.min(ops.k - k0);
+            let mut i0 = 0;
+            while i0 < ops.m {
+                let rows = MR.min(ops.m - i0);
+                tile_at::<T, V, MR, NV>(&ops, i0, rows, j0, cols, k0, kc);
+                i0 += rows;
+            }
+            k0 += kc;
+        }
+        j0 += cols;
+    }
+}
+
+/// The register tile of `ops` at rows `i0..i0 + rows`, columns `j0..j0 + cols` and steps
+/// `k0..k0 + kc` of `k`: the sums start from `C` after the first `k` block (and from
+/// `C`, the bias or zero in it, as `ops` says).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_at<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(
+    ops: &Operands<T>,
+    i0: usize,
+    rows: usize,
+    j0: usize,
+    cols: usize,
+    k0: usize,
+    kc: usize,
+) {
     let nr = panel_width::<T>();
     let panel_stride = ops.k * nr;
-    let mut i_block = 0;
-    while i_block < ops.m {
-        let rows_in_block = MC.min(ops.m - i_block);
-        let mut j0 = 0;
-        while j0 < ops.width {
-            let cols = tile_cols.min(ops.width - j0);
-            let b_tile = ops.b.add((j0 / nr) * panel_stride);
-            let mut k0 = 0;
-            while k0 < ops.k {
-                let kc = KC.min(ops.k - k0);
-                let mut i0 = i_block;
-                while i0 < i_block + rows_in_block {
-                    let rows = MR.min(i_block + rows_in_block - i0);
-                    let a = ops.a.add(i0 * ops.lda + k0);
-                    let b = b_tile.add(k0 * nr);
-                    let c = ops.c.add(i0 * ops.ldc + j0);
-                    let tile = Tile {
-                        kc,
-                        a,
-                        lda: ops.lda,
-                        b,
-                        panel_stride,
-                        c,
-                        ldc: ops.ldc,
-                        cols,
-                        accumulate: ops.accumulate || k0 > 0,
-                        bias: if ops.bias.is_null() {
-                            ops.bias
-                        } else {
-                            ops.bias.add(j0)
-                        },
-                    };
-                    if rows == MR {
-                        tile.run::<V, MR, NV>();
-                    } else {
-                        tile.run_rows::<V, NV>(rows);
-                    }
-                    i0 += rows;
-                }
-                k0 += kc;
-            }
-            j0 += cols;
-        }
-        i_block += rows_in_block;
+    let tile = Tile {
+        kc,
+        a: ops.a.add(i0 * ops.lda + k0),
+        lda: ops.lda,
+        b: ops.b.add((j0 / nr) * panel_stride + k0 * nr),
+        panel_stride,
+        c: ops.c.add(i0 * ops.ldc + j0),
+        ldc: ops.ldc,
+        cols,
+        accumulate: ops.accumulate || k0 > 0,
+        bias: if ops.bias.is_null() {
+            ops.bias
+        } else {
+            ops.bias.add(j0)
+        },
+    };
+    if rows == MR {
+        tile.run::<V, MR, NV>();
+    } else {
+        tile.run_rows::<V, NV>(rows);
     }
 }
 

@@ -49,29 +49,9 @@ pub(crate) fn tanh_f32_with<const FMA: bool>(x: f32) -> f32 {
     let c3_11 = fma(a4 * a4, -1382.0 / 155925.0, c3_9);
     let poly = fma(a * a2, c3_11, a);
 
-    // Larger |x|: e = exp(-2a) = 2^n * exp(r), r in [-ln2/2, ln2/2].
-    let z = -2.0 * a;
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer
-    let shifted = fma(z, LOG2E, ROUND);
-    let n = shifted - ROUND;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let r = fma(-n, LN2_LO, fma(-n, LN2_HI, z));
-    // exp(r) to degree 7: (1 + r) + r^2 (1/2 + r/6) + r^4 ((1/24 + r/120) + r^2 (1/720 + r/5040)).
-    let r2 = r * r;
-    let p01 = 1.0 + r;
-    let p23 = fma(r, 1.0 / 6.0, 0.5);
-    let p45 = fma(r, 1.0 / 120.0, 1.0 / 24.0);
-    let p67 = fma(r, 1.0 / 5040.0, 1.0 / 720.0);
-    let q0 = fma(r2, p23, p01);
-    let q1 = fma(r2, p67, p45);
-    let p = fma(r2 * r2, q1, q0);
-    // n is in [-26, 0]: 2^n is a normal float built from its exponent bits. n sits in
-    // the low mantissa bits of `shifted` (two's complement), and the shift discards the
-    // bits above them: integer operations only, which vectorise in any loop (a
-    // float-to-int cast saturates, which LLVM scalarises outside the loop vectoriser).
-    let scale = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
+    // Larger |x|: e = exp(-2a) = 2^n * exp(r), n in [-26, 0].
+    let (p, n_bits) = exp_reduced::<FMA>(-2.0 * a);
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     let e = p * scale;
     let large = (1.0 - e) / (1.0 + e);
 
@@ -81,6 +61,33 @@ pub(crate) fn tanh_f32_with<const FMA: bool>(x: f32) -> f32 {
     } else {
         t.copysign(x)
     }
+}
+
+/// `exp(z) = 2^n · p` by Cody-Waite range reduction: `n = round(z / ln 2)`, `r = z - n ln
+/// 2` in `[-ln2/2, ln2/2]` (ln 2 in two parts), and `p = exp(r)` by its degree-7 Taylor
+/// polynomial in Estrin's scheme. Returns `p` and the bits of `1.5 · 2^23 + n`, whose low
+/// bits hold `n` in two's complement: the caller builds `2^n` from them with integer
+/// operations only (`(bits + bias) << 23`), which vectorise in any loop, where a
+/// float-to-int cast saturates and LLVM scalarises it outside the loop vectoriser.
+#[inline(always)]
+fn exp_reduced<const FMA: bool>(z: f32) -> (f32, u32) {
+    let fma = madd::<FMA>;
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer
+    let shifted = fma(z, LOG2E, ROUND);
+    let n = shifted - ROUND;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let r = fma(-n, LN2_LO, fma(-n, LN2_HI, z));
+    // (1 + r) + r^2 (1/2 + r/6) + r^4 ((1/24 + r/120) + r^2 (1/720 + r/5040)).
+    let r2 = r * r;
+    let p01 = 1.0 + r;
+    let p23 = fma(r, 1.0 / 6.0, 0.5);
+    let p45 = fma(r, 1.0 / 120.0, 1.0 / 24.0);
+    let p67 = fma(r, 1.0 / 5040.0, 1.0 / 720.0);
+    let q0 = fma(r2, p23, p01);
+    let q1 = fma(r2, p67, p45);
+    (fma(r2 * r2, q1, q0), shifted.to_bits())
 }
 
 /// The logistic function `1 / (1 + exp(-x))` in f32 without branches or libm calls, as
@@ -94,27 +101,12 @@ pub(crate) fn tanh_f32_with<const FMA: bool>(x: f32) -> f32 {
 /// form rounds to 0. NaN gives NaN.
 #[inline(always)]
 pub(crate) fn sigmoid_f32_with<const FMA: bool>(x: f32) -> f32 {
-    let fma = madd::<FMA>;
     let z = (-x).clamp(-87.0, 89.0);
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer
-    let shifted = fma(z, LOG2E, ROUND);
-    let n = shifted - ROUND;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let r = fma(-n, LN2_LO, fma(-n, LN2_HI, z));
-    let r2 = r * r;
-    let p01 = 1.0 + r;
-    let p23 = fma(r, 1.0 / 6.0, 0.5);
-    let p45 = fma(r, 1.0 / 120.0, 1.0 / 24.0);
-    let p67 = fma(r, 1.0 / 5040.0, 1.0 / 720.0);
-    let q0 = fma(r2, p23, p01);
-    let q1 = fma(r2, p67, p45);
-    let p = fma(r2 * r2, q1, q0);
+    let (p, n_bits) = exp_reduced::<FMA>(z);
     // n is in [-126, 128]: 2^(n-1) has the biased exponent n + 126 in [0, 254] (0 gives
     // +0 at n = -126, where 1 + e rounds to 1 anyway), and p · 2^(n-1) · 2 overflows to
     // +inf just where e^z exceeds the largest float.
-    let scale = f32::from_bits(shifted.to_bits().wrapping_add(126) << 23);
+    let scale = f32::from_bits(n_bits.wrapping_add(126) << 23);
     let s = 1.0 / (1.0 + (p * scale) * 2.0);
     if x.is_nan() {
         x
