@@ -70,9 +70,43 @@ impl<T: Float> Panels<T> {
         let mut panels = Panels::zeros(k, n);
         let nr = panel_width::<T>();
         let data = panels.data_mut();
-        for (p, row) in wt.rows().into_iter().enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                data[(j / nr) * k * nr + p * nr + j % nr] = v;
+        if wt.is_standard_layout() || wt.t().is_standard_layout() {
+            // Read by contiguous rows: of `Wᵀ` itself (each row one panel row of every
+            // panel), or of `W` as torch stores it (each row one lane of a panel).
+            // Measured with a 4096 x 1024 `W` (an LSTM's W_hh at H = 1024): 23 ms
+            // element by element, 3.3 ms so.
+            if wt.is_standard_layout() {
+                for (p, row) in wt.rows().into_iter().enumerate() {
+                    let row = row.as_slice().unwrap_or_default(); // standard: contiguous
+                    for (q, chunk) in row.chunks(nr).enumerate() {
+                        let at = q * k * nr + p * nr;
+                        data[at..at + chunk.len()].copy_from_slice(chunk);
+                    }
+                }
+            } else {
+                // One panel's `nr` rows of `W` at a time, in blocks of `P_BLOCK` steps of
+                // `k`, so that the lines written (one per step) stay in L1 while each of
+                // the rows fills its lane of them.
+                const P_BLOCK: usize = 64;
+                let w = wt.t();
+                for (q, panel_rows) in w.axis_chunks_iter(ndarray::Axis(0), nr).enumerate() {
+                    let panel = &mut data[q * k * nr..(q + 1) * k * nr];
+                    for p0 in (0..k).step_by(P_BLOCK) {
+                        let p1 = k.min(p0 + P_BLOCK);
+                        for (lane, row) in panel_rows.rows().into_iter().enumerate() {
+                            let row = row.as_slice().unwrap_or_default(); // standard
+                            for (p, &v) in row[p0..p1].iter().enumerate() {
+                                panel[(p0 + p) * nr + lane] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            for (p, row) in wt.rows().into_iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    data[(j / nr) * k * nr + p * nr + j % nr] = v;
+                }
             }
         }
         panels
@@ -773,6 +807,51 @@ mod tests {
                 (a - b).abs() <= tol * (1.0 + b.abs()),
                 "{isa}: {m}x{k}x{n} from {c0}: {a} vs {b}"
             );
+        }
+    }
+
+    #[test]
+    fn packs_every_element_from_any_layout() {
+        for &(k, n) in &[
+            (1, 1),
+            (1, 20),
+            (20, 1),
+            (3, 17),
+            (17, 16),
+            (5, 33),
+            (40, 129),
+        ] {
+            let wt = Array2::from_shape_fn((k, n), |(p, j)| (p * 1000 + j) as f32);
+            // Wᵀ row-major, W row-major (as torch stores it), and a column slice of a
+            // wider array (neither).
+            let w = wt.t().as_standard_layout().into_owned();
+            let wide = Array2::from_shape_fn((k, n + 5), |(p, j)| {
+                if (2..2 + n).contains(&j) {
+                    (p * 1000 + j - 2) as f32
+                } else {
+                    f32::NAN
+                }
+            });
+            let wide_t = wide.t().as_standard_layout().into_owned();
+            for (layout, packed) in [
+                ("Wt", Panels::new(wt.view())),
+                ("W", Panels::new(w.t())),
+                ("slice", Panels::new(wide.slice(s![.., 2..2 + n]))),
+                (
+                    "slice of W",
+                    Panels::new(wide_t.t().slice(s![.., 2..2 + n])),
+                ),
+            ] {
+                for p in 0..k {
+                    for j in 0..n {
+                        assert_eq!(packed.get(p, j), wt[[p, j]], "{layout} {k}x{n} ({p}, {j})");
+                    }
+                    // The padding columns of the last panel are zeros.
+                    for j in n..n.div_ceil(16) * 16 {
+                        assert_eq!(packed.get(p, j), 0.0, "{layout} {k}x{n} pad ({p}, {j})");
+                    }
+                }
+            }
         }
     }
 
