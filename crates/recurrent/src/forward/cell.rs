@@ -13,6 +13,7 @@ use super::direction::{matmul_acc, matmul_bias};
 use super::{row_slice, row_slice_mut};
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
+use crate::kernels::panel::{gemm_panels, gemm_panels_bias};
 use crate::params::Packed;
 
 /// What every step of one direction needs besides the data.
@@ -156,6 +157,27 @@ impl<'a, T: Float> StepWeights<'a, T> {
                 None => matmul_bias(x, &self.packed.w_ih_t, &b.to_vec(), gx, threads),
             },
             None => matmul_acc(x, &self.packed.w_ih_t, T::zero(), gx, threads),
+        }
+    }
+
+    /// [`StepWeights::project_input`]'s columns `c0..c0 + y.ncols()` on this thread only
+    /// (one part of a step, `c0` a panel boundary as the parts are): the same sums.
+    pub(crate) fn project_input_cols(
+        &self,
+        x: &ArrayView2<'_, T>,
+        c0: usize,
+        y: &mut ArrayViewMut2<'_, T>,
+    ) {
+        let panels = &self.packed.w_ih_t.panels;
+        match self.input_bias() {
+            Some(b) => match b.as_slice() {
+                Some(b) => gemm_panels_bias(x, panels, c0, &b[c0..c0 + y.ncols()], y),
+                None => {
+                    let b = b.slice(s![c0..c0 + y.ncols()]).to_vec();
+                    gemm_panels_bias(x, panels, c0, &b, y)
+                }
+            },
+            None => gemm_panels(x, panels, c0, y, false),
         }
     }
 

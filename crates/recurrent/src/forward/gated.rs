@@ -160,7 +160,7 @@ fn scan<T: Float>(
     };
     // 1. The input projections onto the gates, biases folded in: all steps' at once
     // into one array, or each step's in turn inside the scan (see `Inputs`).
-    let projected = (lockstep || scan_rows < STEP_PROJECTION_MIN_ROWS).then(|| {
+    let projected = (scan_rows < STEP_PROJECTION_MIN_ROWS).then(|| {
         let x2 = input
             .into_shape_with_order((rows, features))
             .expect("standard-layout input reshapes to rows"); // ok: invariant of prepare()
@@ -181,10 +181,8 @@ fn scan<T: Float>(
         None => Inputs::Raw(time_major(input, batch_first)),
     };
     let mut output = output;
-    if let (true, Inputs::Projected(gx)) = (lockstep, inputs) {
-        if recur_split(&step, gx, output.view_mut(), &mut h, &mut c, lengths) {
-            return (h, c);
-        }
+    if lockstep && recur_split(&step, inputs, output.view_mut(), &mut h, &mut c, lengths) {
+        return (h, c);
     }
     if split_batch {
         // Sequences recur independently: each thread takes half of the batch for the
@@ -335,13 +333,13 @@ fn recur<T: Float>(
 /// finished s - 1, so no buffer is written while the other part reads it.
 fn recur_split<T: Float>(
     w: &StepWeights<'_, T>,
-    gx: ArrayView3<'_, T>,
+    inputs: Inputs<'_, T>,
     mut output: ArrayViewMut3<'_, T>,
     h: &mut Array2<T>,
     c: &mut Array2<T>,
     lengths: &[usize],
 ) -> bool {
-    let (seq_len, batch, _) = gx.dim();
+    let (seq_len, batch) = inputs.steps_and_batch();
     let (h_out, g_count, reverse) = (h.ncols(), w.kind.gate_count(), w.reverse);
     let (true, true) = (
         w.parts.len() == 2 && w.packed.w_hr_t.is_none(),
@@ -355,16 +353,23 @@ fn recur_split<T: Float>(
     let out_strides = [output.strides()[0], output.strides()[1]];
     let out_base = SharedPtr(output.as_mut_ptr());
     let (c0, c1) = c.view_mut().split_at(Axis(1), w.parts[0].end);
-    // Each part's own scratch: its cell columns and gates.
-    let gates = |units: &std::ops::Range<usize>| Array2::<T>::zeros((batch, g_count * units.len()));
-    let states = [(c0, gates(&w.parts[0])), (c1, gates(&w.parts[1]))];
+    // Each part's own scratch: its cell columns, its gates and (for raw inputs) its
+    // columns of the step's input projection.
+    let gates = |units: &std::ops::Range<usize>, keep: bool| {
+        Array2::<T>::zeros((if keep { batch } else { 0 }, g_count * units.len()))
+    };
+    let raw = matches!(inputs, Inputs::Raw(_));
+    let states = [
+        (c0, gates(&w.parts[0], true), gates(&w.parts[0], raw)),
+        (c1, gates(&w.parts[1], true), gates(&w.parts[1], raw)),
+    ];
 
     let step = |part: usize, step: usize, state: &mut PartScratch<'_, T>| {
         // Capture the Send/Sync wrappers whole (a closure would otherwise capture the
         // bare pointer fields, which are neither).
         #[allow(clippy::redundant_locals)]
         let (buffers, out_base) = (buffers, out_base);
-        let (c, gh) = state;
+        let (c, gh, projected) = state;
         let units = w.parts[part].clone();
         let cols = g_count * units.start..g_count * units.end;
         let t = if reverse { seq_len - 1 - step } else { step };
@@ -377,10 +382,25 @@ fn recur_split<T: Float>(
         let shape = ndarray::Ix2(batch, units.len()).strides(ndarray::Ix2(h_out, 1));
         // SAFETY: as above.
         let mut next = unsafe { ArrayViewMut2::from_shape_ptr(shape, next) };
-        let gxt = gx.index_axis(Axis(0), t);
-        // This part's columns of the step's input projection, on their way while the
-        // product runs.
-        crate::kernels::prefetch_rows(&gxt.slice(s![.., cols.clone()]));
+        // This part's columns of the step's input projection: computed now, or on their
+        // way from memory while the product runs.
+        let gxt = match inputs {
+            Inputs::Projected(gx) => {
+                let gxt = gx
+                    .index_axis_move(Axis(0), t)
+                    .slice_move(s![.., cols.clone()]);
+                crate::kernels::prefetch_rows(&gxt);
+                gxt
+            }
+            Inputs::Raw(x) => {
+                w.project_input_cols(
+                    &x.index_axis(Axis(0), t),
+                    cols.start,
+                    &mut projected.view_mut(),
+                );
+                projected.view()
+            }
+        };
         if step > 0 || !w.zero_start {
             product_cols(&prev, wt, cols.start, &mut gh.view_mut(), false);
         } else {
@@ -393,7 +413,7 @@ fn recur_split<T: Float>(
         w.block_step(
             &units,
             gh.view_mut(),
-            gxt.slice(s![.., cols.clone()]),
+            gxt,
             next.view_mut(),
             c.view_mut(),
             t,
@@ -423,5 +443,6 @@ fn recur_split<T: Float>(
     true
 }
 
-/// One part's scratch in [`recur_split`]: its columns of the cell state and its gates.
-type PartScratch<'a, T> = (ArrayViewMut2<'a, T>, Array2<T>);
+/// One part's scratch in [`recur_split`]: its columns of the cell state, its gates and
+/// (raw inputs only) its columns of each step's input projection.
+type PartScratch<'a, T> = (ArrayViewMut2<'a, T>, Array2<T>, Array2<T>);

@@ -206,8 +206,11 @@ fn gated_units_in_two_parts_on_one_and_two_threads() {
         [2, 33, 5],
     );
     gated_case::<f32>("gru", RnnConfig::gru(9, 150).bias(false), [40, 2, 9]);
-    // A batch of 16 would split by batch, but W_hh is 4 MiB: lockstep by units.
+    // A batch of 16 would split by batch, but W_hh is 4 MiB: lockstep by units, each
+    // part projecting its columns of each step's input (8 rows or more).
     gated_case::<f32>("lstm", RnnConfig::lstm(4, 512), [3, 16, 4]);
+    // Lockstep over 9 rows, batch first: each part projects the step's strided rows.
+    gated_case::<f64>("gru", RnnConfig::gru(3, 140).batch_first(true), [9, 20, 3]);
     gated_case::<f64>(
         "gru",
         RnnConfig::gru(3, 210).num_layers(2).batch_first(true),
