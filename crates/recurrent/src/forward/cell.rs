@@ -9,11 +9,11 @@
 
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 
-use super::direction::{matmul_acc, matmul_bias};
+use super::direction::{matmul_acc, matmul_bias, matmul_ordered};
 use super::{row_slice, row_slice_mut};
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
-use crate::kernels::panel::{gemm_panels, gemm_panels_bias};
+use crate::kernels::panel::{gemm_panels, gemm_panels_bias, ColumnOrder};
 use crate::params::Packed;
 
 /// What every step of one direction needs besides the data.
@@ -220,12 +220,13 @@ impl<'a, T: Float> StepWeights<'a, T> {
         if first && self.zero_start {
             gh.fill(T::zero());
         } else {
-            matmul_acc(
+            matmul_ordered(
                 &h.view(),
                 &self.packed.w_hh_t,
                 T::zero(),
                 &mut gh.view_mut(),
                 threads,
+                ColumnOrder::for_step(t),
             );
         }
         let proj = self.packed.w_hr_t.as_ref();

@@ -6,13 +6,15 @@ use ndarray::{
 
 use super::pair::{run_parts, SharedPtr};
 use crate::element::Float;
-use crate::kernels::panel::{gemm_panels, gemm_panels_bias};
+use crate::kernels::panel::{gemm_panels_bias, gemm_panels_ordered, ColumnOrder};
 use crate::kernels::{narrow_scan, Activation};
 use crate::params::{Packed, PackedWeight};
 
 /// `y = x · B[:, c0..c0 + y.ncols()] (+ y when accumulate)` on this thread, `B` `(K, N)` packed once as
 /// [`PackedWeight`] (for the forward `B = Wᵀ`, `W` `(N, K)` as torch stores it); `c0` is a
-/// multiple of 16 (every split of the columns is).
+/// multiple of 16 (every split of the columns is). `order` is the order of the column
+/// tiles (a scan's step products alternate it: see [`ColumnOrder`]); no value depends on
+/// it.
 ///
 /// Every product goes through the panel GEMM (`kernels/panel.rs`): measured with
 /// `cargo run --release -p recurrent-bench --example gflops`, it beats the earlier
@@ -24,8 +26,9 @@ pub(crate) fn product_cols<T: Float>(
     c0: usize,
     y: &mut ArrayViewMut2<'_, T>,
     accumulate: bool,
+    order: ColumnOrder,
 ) {
-    gemm_panels(x, &w.panels, c0, y, accumulate)
+    gemm_panels_ordered(x, &w.panels, c0, y, accumulate, order)
 }
 
 /// `y = x · B + beta · y` for `beta` 0 or 1, `B` `(K, N = y.ncols())` packed once as [`PackedWeight`] (see
@@ -39,11 +42,24 @@ pub(crate) fn matmul_acc<T: Float>(
     y: &mut ArrayViewMut2<'_, T>,
     threads: usize,
 ) {
+    matmul_ordered(x, w, beta, y, threads, ColumnOrder::Ascending)
+}
+
+/// [`matmul_acc`] visiting the column tiles in `order` (each thread its own columns): a
+/// scan's product for step `t` passes [`ColumnOrder::for_step`]`(t)`.
+pub(crate) fn matmul_ordered<T: Float>(
+    x: &ArrayView2<'_, T>,
+    w: &PackedWeight<T>,
+    beta: T,
+    y: &mut ArrayViewMut2<'_, T>,
+    threads: usize,
+    order: ColumnOrder,
+) {
     // beta is 0 (y only written) or 1 (accumulated into), the two the callers need.
     debug_assert!(beta == T::zero() || beta == T::one());
     let accumulate = beta != T::zero();
     split_product(x, y, threads, |x, c0, y| {
-        product_cols(x, w, c0, y, accumulate)
+        product_cols(x, w, c0, y, accumulate, order)
     })
 }
 
@@ -141,9 +157,11 @@ fn split_recurrence<T: Float, A: Activation>(
             // SAFETY: as above; row prev_t is complete and only read during this step.
             let previous =
                 unsafe { ArrayView2::from_shape_ptr(shape(hidden), at(prev_t, 0) as *const T) };
-            product_cols(&previous, w_hh_t, cols.start, &mut current, true);
+            let order = ColumnOrder::for_step(t);
+            product_cols(&previous, w_hh_t, cols.start, &mut current, true, order);
         } else if let Some(h) = &h0 {
-            product_cols(h, w_hh_t, cols.start, &mut current, true);
+            let order = ColumnOrder::for_step(t);
+            product_cols(h, w_hh_t, cols.start, &mut current, true, order);
         }
         activate::<T, A>(&mut current);
     };
@@ -346,9 +364,12 @@ fn recur<T: Float, A: Activation>(
             (cur, prev)
         };
         let w = &packed.w_hh_t;
+        let order = ColumnOrder::for_step(t);
         match (previous, &h0) {
-            (Some(prev), _) => matmul_acc(&prev.view(), w, T::one(), &mut current, threads),
-            (None, Some(h)) => matmul_acc(h, w, T::one(), &mut current, threads),
+            (Some(prev), _) => {
+                matmul_ordered(&prev.view(), w, T::one(), &mut current, threads, order)
+            }
+            (None, Some(h)) => matmul_ordered(h, w, T::one(), &mut current, threads, order),
             (None, None) => {}
         }
         activate::<T, A>(&mut current);

@@ -20,6 +20,7 @@ use super::pair::{run_parts, SharedPtr};
 use super::{row_slice, row_slice_mut};
 use crate::config::{Kind, Nonlinearity};
 use crate::element::Float;
+use crate::kernels::panel::ColumnOrder;
 use crate::params::{DirectionParams, Layers, Packed};
 use crate::shape::Prepared;
 
@@ -405,7 +406,8 @@ fn recur_split<T: Float>(
             }
         };
         if step > 0 || !w.zero_start {
-            product_cols(&prev, wt, cols.start, &mut gh.view_mut(), false);
+            let order = ColumnOrder::for_step(t);
+            product_cols(&prev, wt, cols.start, &mut gh.view_mut(), false, order);
         } else {
             gh.fill(T::zero());
         }
