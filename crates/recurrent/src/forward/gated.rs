@@ -3,8 +3,8 @@
 //!
 //! Per layer and direction: the input is projected onto all gates (biases folded in:
 //! `b_ih + b_hh`, except a GRU's `b_hn`, which `r` multiplies), all steps at once for a
-//! batch of a few rows, else step by step just before each step (see
-//! [`STEP_PROJECTION_MIN_ROWS`]); each step multiplies the state by `W_hhᵀ` into a
+//! batch of a few rows or for weights too large for the last-level cache, else step by
+//! step just before each step (see [`STEP_PROJECTION_MIN_ROWS`]); each step multiplies the state by `W_hhᵀ` into a
 //! scratch row of gates and runs the kind's epilogue row by row, writing the new state
 //! and the output. The state lives in
 //! its own buffer (not in the output), so a sequence that has ended keeps its last state
@@ -161,7 +161,10 @@ fn scan<T: Float>(
     };
     // 1. The input projections onto the gates, biases folded in: all steps' at once
     // into one array, or each step's in turn inside the scan (see `Inputs`).
-    let projected = (scan_rows < STEP_PROJECTION_MIN_ROWS).then(|| {
+    let step_weight_bytes = gates * (features + h_out) * std::mem::size_of::<T>();
+    let per_step = scan_rows >= STEP_PROJECTION_MIN_ROWS
+        && step_weight_bytes <= crate::kernels::cache::last_level_cache_bytes() / 2;
+    let projected = (!per_step).then(|| {
         let x2 = input
             .into_shape_with_order((rows, features))
             .expect("standard-layout input reshapes to rows"); // ok: invariant of prepare()
@@ -220,7 +223,13 @@ fn scan<T: Float>(
 /// GRU 1.21x, the bidirectional ones 1.15x and 1.05x; with one row (50 x 1 x 32 -> 64)
 /// a product per step cost 1.5x the whole scan, hence the threshold: one full register
 /// tile of rows. In the two-thread lockstep each part projects its own columns: LSTM and
-/// GRU 200 x 64 x 512 -> 1024 1.07x and 1.06x (no 210 MB array). The RNN's scan
+/// GRU 200 x 64 x 512 -> 1024 1.07x and 1.06x (no 210 MB array) on a Sapphire Rapids
+/// reporting 300 MiB of L3. Per step, though, a step reads `W_ih` as well as `W_hh`: on
+/// a Zen 5 with 32 MiB of L3 (shared with its neighbours) that shape's 24 MiB (LSTM)
+/// and 18 MiB (GRU) no longer stayed in L3 from step to step, and projecting all steps
+/// first was 1.12x and 1.06x faster there, where 200 x 64 x 256 -> 512 (6 MiB) still
+/// gained from per step (1.03x). Hence the second condition: both weights together take
+/// at most half of the last-level cache ([`crate::kernels::cache`]). The RNN's scan
 /// (`direction.rs`) keeps the all-steps projection, which it writes into the output it
 /// has to write anyway: per step measured 0.93x on its large shape.
 const STEP_PROJECTION_MIN_ROWS: usize = 8;

@@ -1,6 +1,7 @@
 //! The numerical building blocks of the fast path: matrix products and activations.
 
 mod activation;
+pub(crate) mod cache;
 mod gemm;
 pub(crate) mod isa;
 mod narrow;
