@@ -13,7 +13,9 @@
 //! - A register tile of `MR` rows × `NV` vectors of columns lives in registers for a
 //!   block of [`KC`] steps of `k`: each step loads `NV` weight vectors and broadcasts
 //!   `MR` inputs (AVX-512: 8 × 32 f32, 16 of the 32 zmm; AVX2: 6 × 16 f32, 12 of the 16
-//!   ymm; f64 the same registers at half the columns).
+//!   ymm; f64 the same registers at half the columns). A product of one row (a batch of
+//!   one) takes a tile of one row × 4 panels instead (AVX-512 4 zmm, AVX2 8 ymm: enough
+//!   independent sums to cover the multiply-add latency; see [`drive_row`]).
 //! - Loops, outermost first, for a product of at most [`MC`] rows (a step's): tiles of
 //!   columns, blocks of `KC` steps of `k` (one tile's weights for the block, `KC × NV`
 //!   vectors, stay in L1 while every row tile uses them), row tiles. For a taller one
@@ -502,9 +504,17 @@ fn cast<T: 'static, U: 'static>(ops: Operands<T>) -> Option<Operands<U>> {
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe fn avx512<T: Float>(ops: Operands<T>) {
     if let Some(ops) = cast::<T, f32>(ops) {
-        drive::<f32, x86::F32x16, 8, 2>(ops)
+        if ops.m == 1 {
+            drive_row::<f32, x86::F32x16, 4, 2>(ops)
+        } else {
+            drive::<f32, x86::F32x16, 8, 2>(ops)
+        }
     } else if let Some(ops) = cast::<T, f64>(ops) {
-        drive::<f64, x86::F64x8, 8, 2>(ops)
+        if ops.m == 1 {
+            drive_row::<f64, x86::F64x8, 4, 2>(ops)
+        } else {
+            drive::<f64, x86::F64x8, 8, 2>(ops)
+        }
     }
 }
 
@@ -512,9 +522,17 @@ unsafe fn avx512<T: Float>(ops: Operands<T>) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2<T: Float>(ops: Operands<T>) {
     if let Some(ops) = cast::<T, f32>(ops) {
-        drive::<f32, x86::F32x8, 6, 2>(ops)
+        if ops.m == 1 {
+            drive_row::<f32, x86::F32x8, 8, 2>(ops)
+        } else {
+            drive::<f32, x86::F32x8, 6, 2>(ops)
+        }
     } else if let Some(ops) = cast::<T, f64>(ops) {
-        drive::<f64, x86::F64x4, 6, 2>(ops)
+        if ops.m == 1 {
+            drive_row::<f64, x86::F64x4, 8, 2>(ops)
+        } else {
+            drive::<f64, x86::F64x4, 6, 2>(ops)
+        }
     }
 }
 
@@ -576,6 +594,40 @@ unsafe fn drive_tall<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(o
             k0 += kc;
         }
         jc += block_cols;
+    }
+}
+
+/// A product of one row (a batch of one, a stream's step): tiles of `NVW` vectors of
+/// columns, whose `NVW` independent sums per step of `k` keep both FMA units busy where
+/// the `NV` of a many-row tile would leave one row's `NV` chains waiting on the
+/// multiply-add latency; the columns past the last whole wide tile take `NV`-vector
+/// tiles (so that a narrow product does not run most of a wide tile on padding). The
+/// sums are the same chains as in any other tile.
+#[inline(always)]
+unsafe fn drive_row<T: Float, V: Vector<T>, const NVW: usize, const NV: usize>(ops: Operands<T>) {
+    let nr = panel_width::<T>();
+    let wide_cols = NVW * V::LANES;
+    let wide = ops.width / wide_cols * wide_cols;
+    let head = Operands { width: wide, ..ops };
+    let tail = Operands {
+        width: ops.width - wide,
+        b: ops.b.add(wide / nr * ops.k * nr),
+        c: ops.c.add(wide),
+        bias: if ops.bias.is_null() {
+            ops.bias
+        } else {
+            ops.bias.add(wide)
+        },
+        ..ops
+    };
+    if ops.descending && tail.width > 0 {
+        drive_short::<T, V, 1, NV>(tail);
+    }
+    if head.width > 0 {
+        drive_short::<T, V, 1, NVW>(head);
+    }
+    if !ops.descending && tail.width > 0 {
+        drive_short::<T, V, 1, NV>(tail);
     }
 }
 
@@ -985,6 +1037,21 @@ mod tests {
             ] {
                 case::<f32>(isa, m, k, n, 0, 1e-4);
                 case::<f64>(isa, m, k, n, 0, 1e-12);
+            }
+            // One row: wide tiles (64 f32 or 32 f64 columns on the x86 paths), then the
+            // usual ones for the rest, from a panel boundary past 0 as well.
+            for &(k, n) in &[
+                (17, 64),
+                (9, 65),
+                (33, 127),
+                (16, 128),
+                (300, 129),
+                (513, 530),
+            ] {
+                case::<f32>(isa, 1, k, n, 0, 1e-4);
+                case::<f64>(isa, 1, k, n, 0, 1e-12);
+                case::<f32>(isa, 1, k, n, 16, 1e-4);
+                case::<f64>(isa, 1, k, n, 8, 1e-12);
             }
         }
     }
