@@ -13,9 +13,11 @@
 //! - A register tile of `MR` rows × `NV` vectors of columns lives in registers for a
 //!   block of [`KC`] steps of `k`: each step loads `NV` weight vectors and broadcasts
 //!   `MR` inputs (AVX-512: 8 × 32 f32, 16 of the 32 zmm; AVX2: 6 × 16 f32, 12 of the 16
-//!   ymm; f64 the same registers at half the columns). A product of one row (a batch of
-//!   one) takes a tile of one row × 4 panels instead (AVX-512 4 zmm, AVX2 8 ymm: enough
-//!   independent sums to cover the multiply-add latency; see [`drive_row`]).
+//!   ymm; f64 the same registers at half the columns). A product of one to three rows (a
+//!   batch of a few; AVX2: one or two) takes wider tiles instead (AVX-512 4 zmm per row;
+//!   AVX2 8 ymm for one row, 4 for two: enough independent sums to cover the
+//!   multiply-add latency; see [`drive_row`]). (AVX2 with three rows of 4 ymm needs 17
+//!   registers and measured 0.67-0.8x the 2-vector tile.)
 //! - Loops, outermost first, for a product of at most [`MC`] rows (a step's): tiles of
 //!   columns, blocks of `KC` steps of `k` (one tile's weights for the block, `KC × NV`
 //!   vectors, stay in L1 while every row tile uses them), row tiles. For a taller one
@@ -501,59 +503,104 @@ fn cast<T: 'static, U: 'static>(ops: Operands<T>) -> Option<Operands<U>> {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe fn avx512<T: Float>(ops: Operands<T>) {
+    use x86::{F32x16, F64x8};
     if let Some(ops) = cast::<T, f32>(ops) {
-        if ops.m == 1 {
-            drive_row::<f32, x86::F32x16, 4, 2>(ops)
-        } else {
-            drive::<f32, x86::F32x16, 8, 2>(ops)
+        match ops.m {
+            1 => avx512_few::<f32, F32x16, 1, 4, 2>(ops),
+            2 => avx512_few::<f32, F32x16, 2, 4, 2>(ops),
+            3 => avx512_few::<f32, F32x16, 3, 4, 2>(ops),
+            m if m > MC => avx512_tall::<f32, F32x16, 8, 2>(ops),
+            _ => avx512_short::<f32, F32x16, 8, 2>(ops),
         }
     } else if let Some(ops) = cast::<T, f64>(ops) {
-        if ops.m == 1 {
-            drive_row::<f64, x86::F64x8, 4, 2>(ops)
-        } else {
-            drive::<f64, x86::F64x8, 8, 2>(ops)
+        match ops.m {
+            1 => avx512_few::<f64, F64x8, 1, 4, 2>(ops),
+            2 => avx512_few::<f64, F64x8, 2, 4, 2>(ops),
+            3 => avx512_few::<f64, F64x8, 3, 4, 2>(ops),
+            m if m > MC => avx512_tall::<f64, F64x8, 8, 2>(ops),
+            _ => avx512_short::<f64, F64x8, 8, 2>(ops),
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
 unsafe fn avx2<T: Float>(ops: Operands<T>) {
+    use x86::{F32x8, F64x4};
     if let Some(ops) = cast::<T, f32>(ops) {
-        if ops.m == 1 {
-            drive_row::<f32, x86::F32x8, 8, 2>(ops)
-        } else {
-            drive::<f32, x86::F32x8, 6, 2>(ops)
+        match ops.m {
+            1 => avx2_few::<f32, F32x8, 1, 8, 2>(ops),
+            2 => avx2_few::<f32, F32x8, 2, 4, 2>(ops),
+            m if m > MC => avx2_tall::<f32, F32x8, 6, 2>(ops),
+            _ => avx2_short::<f32, F32x8, 6, 2>(ops),
         }
     } else if let Some(ops) = cast::<T, f64>(ops) {
-        if ops.m == 1 {
-            drive_row::<f64, x86::F64x4, 8, 2>(ops)
-        } else {
-            drive::<f64, x86::F64x4, 6, 2>(ops)
+        match ops.m {
+            1 => avx2_few::<f64, F64x4, 1, 8, 2>(ops),
+            2 => avx2_few::<f64, F64x4, 2, 4, 2>(ops),
+            m if m > MC => avx2_tall::<f64, F64x4, 6, 2>(ops),
+            _ => avx2_short::<f64, F64x4, 6, 2>(ops),
         }
     }
 }
 
 unsafe fn portable<T: Float>(ops: Operands<T>) {
     if let Some(ops) = cast::<T, f32>(ops) {
-        drive::<f32, Plain<f32, 16>, 4, 1>(ops)
+        if ops.m > MC {
+            portable_tall::<f32, Plain<f32, 16>, 4, 1>(ops)
+        } else {
+            portable_short::<f32, Plain<f32, 16>, 4, 1>(ops)
+        }
     } else if let Some(ops) = cast::<T, f64>(ops) {
-        drive::<f64, Plain<f64, 8>, 4, 1>(ops)
+        if ops.m > MC {
+            portable_tall::<f64, Plain<f64, 8>, 4, 1>(ops)
+        } else {
+            portable_short::<f64, Plain<f64, 8>, 4, 1>(ops)
+        }
     }
 }
 
-/// The loops around the register tile: [`drive_tall`] for more than [`MC`] rows, else
-/// [`drive_short`].
-#[inline(always)]
-unsafe fn drive<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(ops: Operands<T>) {
-    if ops.m > MC {
-        drive_tall::<T, V, MR, NV>(ops)
-    } else {
-        drive_short::<T, V, MR, NV>(ops)
-    }
+/// Each driver of each path in a function of its own (the drivers and the tiles inline
+/// into it, compiled for the path's features), rather than all of a path's drivers
+/// inlined into one function: without optimisation (a dependent crate's debug build)
+/// every inlined tile keeps its own stack slots, and one function holding them all took
+/// 1.2 MiB of stack (2.7 MiB with the few-row tiles), past the 2 MiB of a spawned
+/// thread; each of these takes a fraction of it.
+macro_rules! drivers {
+    ($(#[$attr:meta])*; $tall:ident, $short:ident, $few:ident) => {
+        $(#[$attr])*
+        #[inline(never)]
+        unsafe fn $tall<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(
+            ops: Operands<T>,
+        ) {
+            drive_tall::<T, V, MR, NV>(ops)
+        }
+        $(#[$attr])*
+        #[inline(never)]
+        unsafe fn $short<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(
+            ops: Operands<T>,
+        ) {
+            drive_short::<T, V, MR, NV, false>(ops)
+        }
+        $(#[$attr])*
+        #[inline(never)]
+        #[allow(dead_code)] // the portable path has no few-row tiles
+        unsafe fn $few<
+            T: Float,
+            V: Vector<T>,
+            const MR: usize,
+            const NVW: usize,
+            const NV: usize,
+        >(
+            ops: Operands<T>,
+        ) {
+            drive_row::<T, V, MR, NVW, NV>(ops)
+        }
+    };
 }
+drivers!(#[cfg(target_arch = "x86_64")] #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]; avx512_tall, avx512_short, avx512_few);
+drivers!(#[cfg(target_arch = "x86_64")] #[target_feature(enable = "avx2,fma")]; avx2_tall, avx2_short, avx2_few);
+drivers!(; portable_tall, portable_short, portable_few);
 
 /// Bytes of weights per column block of a tall product: the block (`KC × NC` at most)
 /// stays in L2, half of it, while every row tile sweeps across it.
@@ -586,7 +633,7 @@ unsafe fn drive_tall<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(o
                 let mut j0 = jc;
                 while j0 < jc + block_cols {
                     let cols = tile_cols.min(jc + block_cols - j0);
-                    tile_at::<T, V, MR, NV>(&ops, i0, rows, j0, cols, k0, kc);
+                    tile_at::<T, V, MR, NV, false>(&ops, i0, rows, j0, cols, k0, kc);
                     j0 += cols;
                 }
                 i0 += rows;
@@ -597,14 +644,16 @@ unsafe fn drive_tall<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(o
     }
 }
 
-/// A product of one row (a batch of one, a stream's step): tiles of `NVW` vectors of
-/// columns, whose `NVW` independent sums per step of `k` keep both FMA units busy where
-/// the `NV` of a many-row tile would leave one row's `NV` chains waiting on the
-/// multiply-add latency; the columns past the last whole wide tile take `NV`-vector
-/// tiles (so that a narrow product does not run most of a wide tile on padding). The
-/// sums are the same chains as in any other tile.
+/// A product of `MR` = 1 to 3 rows (a batch of a few, a stream's step): tiles of `NVW`
+/// vectors of columns, whose `MR · NVW` independent sums per step of `k` keep both FMA
+/// units busy where the `NV` of a many-row tile would leave a few rows' `MR · NV` chains
+/// waiting on the multiply-add latency; the columns past the last whole wide tile take
+/// `NV`-vector tiles (so that a narrow product does not run most of a wide tile on
+/// padding). The sums are the same chains as in any other tile.
 #[inline(always)]
-unsafe fn drive_row<T: Float, V: Vector<T>, const NVW: usize, const NV: usize>(ops: Operands<T>) {
+unsafe fn drive_row<T: Float, V: Vector<T>, const MR: usize, const NVW: usize, const NV: usize>(
+    ops: Operands<T>,
+) {
     let nr = panel_width::<T>();
     let wide_cols = NVW * V::LANES;
     let wide = ops.width / wide_cols * wide_cols;
@@ -621,20 +670,28 @@ unsafe fn drive_row<T: Float, V: Vector<T>, const NVW: usize, const NV: usize>(o
         ..ops
     };
     if ops.descending && tail.width > 0 {
-        drive_short::<T, V, 1, NV>(tail);
+        drive_short::<T, V, MR, NV, true>(tail);
     }
     if head.width > 0 {
-        drive_short::<T, V, 1, NVW>(head);
+        drive_short::<T, V, MR, NVW, true>(head);
     }
     if !ops.descending && tail.width > 0 {
-        drive_short::<T, V, 1, NV>(tail);
+        drive_short::<T, V, MR, NV, true>(tail);
     }
 }
 
 /// The loops of a product of at most [`MC`] rows (a step's): tiles of columns, blocks of
 /// `KC` steps of `k` (the tile's weights for the block in L1), row tiles.
 #[inline(always)]
-unsafe fn drive_short<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(ops: Operands<T>) {
+unsafe fn drive_short<
+    T: Float,
+    V: Vector<T>,
+    const MR: usize,
+    const NV: usize,
+    const EXACT: bool,
+>(
+    ops: Operands<T>,
+) {
     let tile_cols = NV * V::LANES;
     let tiles = ops.width.div_ceil(tile_cols);
     for tile in 0..tiles {
@@ -651,7 +708,7 @@ unsafe fn drive_short<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(
             let mut i0 = 0;
             while i0 < ops.m {
                 let rows = MR.min(ops.m - i0);
-                tile_at::<T, V, MR, NV>(&ops, i0, rows, j0, cols, k0, kc);
+                tile_at::<T, V, MR, NV, EXACT>(&ops, i0, rows, j0, cols, k0, kc);
                 i0 += rows;
             }
             k0 += kc;
@@ -664,7 +721,7 @@ unsafe fn drive_short<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(
 /// `C`, the bias or zero in it, as `ops` says).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_at<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(
+unsafe fn tile_at<T: Float, V: Vector<T>, const MR: usize, const NV: usize, const EXACT: bool>(
     ops: &Operands<T>,
     i0: usize,
     rows: usize,
@@ -691,7 +748,10 @@ unsafe fn tile_at<T: Float, V: Vector<T>, const MR: usize, const NV: usize>(
             ops.bias.add(j0)
         },
     };
-    if rows == MR {
+    // EXACT: every row tile has MR rows (a product of exactly MR rows), so the tiles of
+    // fewer rows are not compiled in.
+    if EXACT || rows == MR {
+        debug_assert_eq!(rows, MR);
         tile.run::<V, MR, NV>();
     } else {
         tile.run_rows::<V, NV>(rows);
@@ -1038,20 +1098,24 @@ mod tests {
                 case::<f32>(isa, m, k, n, 0, 1e-4);
                 case::<f64>(isa, m, k, n, 0, 1e-12);
             }
-            // One row: wide tiles (64 f32 or 32 f64 columns on the x86 paths), then the
-            // usual ones for the rest, from a panel boundary past 0 as well.
-            for &(k, n) in &[
+            // One to three rows: wide tiles (up to 64 f32 or 32 f64 columns on the x86
+            // paths), then the usual ones for the rest, from a panel boundary past 0 as
+            // well.
+            let shapes = [
                 (17, 64),
                 (9, 65),
                 (33, 127),
                 (16, 128),
                 (300, 129),
                 (513, 530),
-            ] {
-                case::<f32>(isa, 1, k, n, 0, 1e-4);
-                case::<f64>(isa, 1, k, n, 0, 1e-12);
-                case::<f32>(isa, 1, k, n, 16, 1e-4);
-                case::<f64>(isa, 1, k, n, 8, 1e-12);
+            ];
+            for m in 1..=3 {
+                for &(k, n) in &shapes {
+                    case::<f32>(isa, m, k, n, 0, 1e-4);
+                    case::<f64>(isa, m, k, n, 0, 1e-12);
+                    case::<f32>(isa, m, k, n, 16, 1e-4);
+                    case::<f64>(isa, m, k, n, 8, 1e-12);
+                }
             }
         }
     }
