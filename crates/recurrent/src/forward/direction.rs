@@ -152,15 +152,14 @@ fn split_recurrence<T: Float, A: Activation>(
         // SAFETY: see the protocol above; shapes and strides are those of `seq`.
         let mut current =
             unsafe { ArrayViewMut2::from_shape_ptr(shape(cols.len()), at(t, cols.start)) };
+        let order = ColumnOrder::for_step(t);
         if step > 0 {
             let prev_t = if reverse { t + 1 } else { t - 1 };
             // SAFETY: as above; row prev_t is complete and only read during this step.
             let previous =
                 unsafe { ArrayView2::from_shape_ptr(shape(hidden), at(prev_t, 0) as *const T) };
-            let order = ColumnOrder::for_step(t);
             product_cols(&previous, w_hh_t, cols.start, &mut current, true, order);
         } else if let Some(h) = &h0 {
-            let order = ColumnOrder::for_step(t);
             product_cols(h, w_hh_t, cols.start, &mut current, true, order);
         }
         activate::<T, A>(&mut current);

@@ -4,11 +4,11 @@
 //! Per layer and direction: the input is projected onto all gates (biases folded in:
 //! `b_ih + b_hh`, except a GRU's `b_hn`, which `r` multiplies), all steps at once for a
 //! batch of a few rows or for weights too large for the last-level cache, else step by
-//! step just before each step (see [`STEP_PROJECTION_MIN_ROWS`]); each step multiplies the state by `W_hhᵀ` into a
-//! scratch row of gates and runs the kind's epilogue row by row, writing the new state
-//! and the output. The state lives in
-//! its own buffer (not in the output), so a sequence that has ended keeps its last state
-//! while its output rows stay zero.
+//! step just before each step (see [`STEP_PROJECTION_MIN_ROWS`]); each step multiplies
+//! the state by `W_hhᵀ` into a scratch row of gates and runs the kind's epilogue row by
+//! row, writing the new state and the output. The state lives in its own buffer (not in
+//! the output), so a sequence that has ended keeps its last state while its output rows
+//! stay zero.
 
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 
