@@ -291,23 +291,34 @@ def sgemm_peak(min_time: float, dtype: torch.dtype) -> float:
     return 2 * 1024**3 / t / 1e9
 
 
-def measured_clock_ghz(binary: Path) -> float | None:
-    """The core clock from the clock probe (crates/recurrent-bench/examples/clock.rs),
-    built beside the CLI (`cargo build --release -p recurrent-bench --example clock`)."""
+def clock_probe(binary: Path) -> tuple[float | None, dict[str, int]]:
+    """The core clock in GHz and the FMA units per path, both measured by the clock
+    probe (crates/recurrent-bench/examples/clock.rs), built beside the CLI
+    (`cargo build --release -p recurrent-bench --example clock`). The units are FMA
+    instructions retired per cycle: 2 for ymm on every recent x86 core, but 1 for zmm on
+    Zen 4 (AVX-512 on 256-bit units), 2 on Zen 5 and most Xeons."""
     probe = binary.parent / "examples" / "clock"
     if not probe.exists():
-        return None
+        return None, {}
     out = subprocess.run([str(probe), "1"], capture_output=True, text=True, check=False).stdout
+    clock, units = None, {}
     for line in out.splitlines():
         if line.startswith("clock:"):
-            return float(line.split()[1])
-    return None
+            clock = float(line.split()[1])
+        elif " fma units: " in line:
+            path, rest = line.split(" fma units: ", 1)
+            units[path] = int(rest.split()[0])
+    return clock, units
+
+
+# FMA units per path where the probe measured none (an old probe, or --clock-ghz): two.
+FMA_UNITS: dict[str, int] = {}
 
 
 def fma_peak(isa: str, dtype: str, threads: int, clock_ghz: float) -> float:
-    """cores x 2 FMA units x lanes x 2 FLOPs x clock, in GFLOP/s, for our kernel path."""
+    """cores x FMA units x lanes x 2 FLOPs x clock, in GFLOP/s, for our kernel path."""
     lanes = LANES_F32.get(isa, 4) // (2 if dtype == "f64" else 1)
-    return threads * 2 * lanes * 2 * clock_ghz
+    return threads * FMA_UNITS.get(isa, 2) * lanes * 2 * clock_ghz
 
 
 def fmt_time(seconds: float) -> str:
@@ -384,7 +395,9 @@ def measure(args) -> int:
         return stream_table(args, binary, dtype)
 
     peak = sgemm_peak(args.min_time, dtype)
-    clock = args.clock_ghz or measured_clock_ghz(binary)
+    probed_clock, units = clock_probe(binary)
+    FMA_UNITS.update(units)
+    clock = args.clock_ghz or probed_clock
     if clock is None:
         print("error: no clock: build the probe (`cargo build --release -p recurrent-bench --example clock`) "
               "or pass --clock-ghz", file=sys.stderr)
@@ -417,10 +430,12 @@ def measure(args) -> int:
     isa_note = f"RECURRENT_ISA={forced}" if forced else "RECURRENT_ISA unset: the best the CPU has"
     load_note = ("  \nunder load: a CPU-bound process spinning on the last core for the whole run (--background-load)"
                  if args.background_load else "")
-    peaks = ", ".join(f"{i}: {fma_peak(i, args.dtype, args.threads, clock):.0f} GFLOP/s" for i in isas)
+    peaks = ", ".join(f"{i}: {fma_peak(i, args.dtype, args.threads, clock):.0f} GFLOP/s "
+                      f"({FMA_UNITS.get(i, 2)} FMA units{'' if i in FMA_UNITS else ', assumed'})" for i in isas)
     header = (
-        f"FMA peak ({args.threads} cores x 2 FMA units x lanes x 2 x clock, clock {clock:.2f} GHz "
-        f"{'as given' if args.clock_ghz else 'measured by examples/clock.rs in this run'}): {peaks}  \n"
+        f"FMA peak ({args.threads} cores x FMA units x lanes x 2 x clock, clock {clock:.2f} GHz "
+        f"{'as given' if args.clock_ghz else 'measured by examples/clock.rs in this run'}, units "
+        f"measured by it as FMA instructions per cycle): {peaks}  \n"
         f"torch's sgemm (1024^3 matmul, {args.threads} threads, {args.dtype}, same run): {peak:.1f} GFLOP/s "
         f"({peak / fma_peak(isas[0] if isas else 'avx512', args.dtype, args.threads, clock):.0%} of our path's FMA peak)  \n"
         f"CPU: {cpu_model()}, {os.cpu_count()} cores  \n"
