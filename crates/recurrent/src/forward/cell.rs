@@ -254,7 +254,12 @@ impl<'a, T: Float> StepWeights<'a, T> {
                     gh.slice_mut(cols),
                     gxt.slice(cols),
                     target.slice_move(part),
-                    c.slice_mut(part),
+                    // (Only an LSTM's `c` has columns.)
+                    if c.ncols() == 0 {
+                        c.view_mut()
+                    } else {
+                        c.slice_mut(part)
+                    },
                 )
             };
             self.block_step(units, g, x, target, c, t, lengths);

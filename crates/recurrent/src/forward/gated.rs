@@ -25,7 +25,7 @@ use crate::params::{DirectionParams, Layers, Packed};
 use crate::shape::Prepared;
 
 /// Runs the stack; returns `(output, h_n, c_n)` in batched form (output in the input's
-/// axis order; `c_n` zeros unless LSTM). `lengths` has one entry per sequence, each in
+/// axis order; `c_n` `(D*num_layers, N, 0)` unless LSTM). `lengths` has one entry per sequence, each in
 /// `1..=L` (checked by the caller).
 pub(crate) fn forward_gated<T: Float>(
     layers: &Layers<T>,
@@ -50,7 +50,13 @@ pub(crate) fn forward_gated<T: Float>(
 
     let mut output = Array3::zeros((d0, d1, directions * h_out));
     let mut h_n = Array3::zeros((directions * config.num_layers, batch, h_out));
-    let mut c_n = Array3::zeros((directions * config.num_layers, batch, config.hidden_size));
+    // A cell state only for the LSTM: the others' `c_n` (and scans' `c`) have no columns.
+    let cell_width = if config.kind == Kind::Lstm {
+        config.hidden_size
+    } else {
+        0
+    };
+    let mut c_n = Array3::zeros((directions * config.num_layers, batch, cell_width));
     let mut intermediate: Option<Array3<T>> = None;
     for layer in 0..config.num_layers {
         let is_last = layer + 1 == config.num_layers;
@@ -107,7 +113,7 @@ pub(crate) fn forward_gated<T: Float>(
     (output, h_n, c_n)
 }
 
-/// One direction of one layer; returns its final `(h, c)`.
+/// One direction of one layer; returns its final `(h, c)` (`c` `(N, 0)` unless LSTM).
 #[allow(clippy::too_many_arguments)]
 fn scan<T: Float>(
     kind: Kind,
@@ -134,7 +140,7 @@ fn scan<T: Float>(
         |h| h.as_standard_layout().into_owned(),
     );
     let mut c = c0.map_or_else(
-        || Array2::zeros((batch, hidden)),
+        || Array2::zeros((batch, if kind == Kind::Lstm { hidden } else { 0 })),
         |c| c.as_standard_layout().into_owned(),
     );
     let rows = d0 * d1;
@@ -365,7 +371,9 @@ fn recur_split<T: Float>(
     let buffers = [SharedPtr(h.as_mut_ptr()), SharedPtr(other.as_mut_ptr())];
     let out_strides = [output.strides()[0], output.strides()[1]];
     let out_base = SharedPtr(output.as_mut_ptr());
-    let (c0, c1) = c.view_mut().split_at(Axis(1), w.parts[0].end);
+    // (A GRU's `c` has no columns.)
+    let c_split = w.parts[0].end.min(c.ncols());
+    let (c0, c1) = c.view_mut().split_at(Axis(1), c_split);
     // Each part's own scratch: its cell columns, its gates and (for raw inputs) its
     // columns of the step's input projection.
     let gates = |units: &std::ops::Range<usize>, keep: bool| {
