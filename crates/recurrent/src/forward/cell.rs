@@ -321,8 +321,6 @@ const NARROW_UNITS: usize = 8;
 
 /// A kind's epilogue over [`LANES`] gathered units (see [`narrow_rows`]).
 trait NarrowLanes {
-    /// Arrays per block: the gate inputs, then the cell state (LSTM) or `h_{t-1}` (GRU).
-    const INPUTS: usize;
     /// Whether the kind has a cell state (read and written).
     const CELL: bool;
     /// Gathers unit `j` of `p` of a row into lane `k` of `lanes`: `g` and `x` are the
@@ -347,7 +345,6 @@ trait NarrowLanes {
 /// [`lstm_row`]'s operations, a lane per unit.
 struct LstmLanes;
 impl NarrowLanes for LstmLanes {
-    const INPUTS: usize = 5;
     const CELL: bool = true;
     #[inline(always)]
     fn gather<T: Float>(
@@ -385,7 +382,6 @@ impl NarrowLanes for LstmLanes {
 /// [`gru_row`]'s operations, a lane per unit.
 struct GruLanes;
 impl NarrowLanes for GruLanes {
-    const INPUTS: usize = 5;
     const CELL: bool = false;
     #[inline(always)]
     fn gather<T: Float>(
@@ -437,8 +433,8 @@ fn narrow_rows<T: Float, K: NarrowLanes>(
 ) {
     let units = h.ncols();
     let has_c = K::CELL;
+    // Per lane: the gate inputs, then the cell state (LSTM) or `h_{t-1}` (GRU).
     let mut lanes = [[T::zero(); LANES]; 5];
-    let lanes = &mut lanes[..K::INPUTS];
     // Where each lane's results go: (row, unit).
     let mut dest = [(0usize, 0usize); LANES];
     let mut used = 0;
@@ -458,17 +454,17 @@ fn narrow_rows<T: Float, K: NarrowLanes>(
         let (gr, xr) = (row_slice(g.row(n)), row_slice(x.row(n)));
         for j in 0..units {
             let cj = if has_c { c[(n, j)] } else { T::zero() };
-            K::gather(lanes, used, gr, xr, b_hn, cj, h[(n, j)], j, units);
+            K::gather(&mut lanes, used, gr, xr, b_hn, cj, h[(n, j)], j, units);
             dest[used] = (n, j);
             used += 1;
             if used == LANES {
-                flush(lanes, &dest, h, c);
+                flush(&lanes, &dest, h, c);
                 used = 0;
             }
         }
     }
     if used > 0 {
-        flush(lanes, &dest[..used], h, c);
+        flush(&lanes, &dest[..used], h, c);
     }
 }
 

@@ -50,13 +50,11 @@ pub(crate) fn forward_gated<T: Float>(
 
     let mut output = Array3::zeros((d0, d1, directions * h_out));
     let mut h_n = Array3::zeros((directions * config.num_layers, batch, h_out));
-    // A cell state only for the LSTM: the others' `c_n` (and scans' `c`) have no columns.
-    let cell_width = if config.kind == Kind::Lstm {
-        config.hidden_size
-    } else {
-        0
-    };
-    let mut c_n = Array3::zeros((directions * config.num_layers, batch, cell_width));
+    let mut c_n = Array3::zeros((
+        directions * config.num_layers,
+        batch,
+        cell_width(config.kind, config.hidden_size),
+    ));
     let mut intermediate: Option<Array3<T>> = None;
     for layer in 0..config.num_layers {
         let is_last = layer + 1 == config.num_layers;
@@ -113,6 +111,16 @@ pub(crate) fn forward_gated<T: Float>(
     (output, h_n, c_n)
 }
 
+/// Columns of a cell state: `hidden` for an LSTM; none for the kinds without one, whose
+/// `c_n` (and each scan's `c`) is then `(.., N, 0)`.
+fn cell_width(kind: Kind, hidden: usize) -> usize {
+    if kind == Kind::Lstm {
+        hidden
+    } else {
+        0
+    }
+}
+
 /// One direction of one layer; returns its final `(h, c)` (`c` `(N, 0)` unless LSTM).
 #[allow(clippy::too_many_arguments)]
 fn scan<T: Float>(
@@ -140,7 +148,7 @@ fn scan<T: Float>(
         |h| h.as_standard_layout().into_owned(),
     );
     let mut c = c0.map_or_else(
-        || Array2::zeros((batch, if kind == Kind::Lstm { hidden } else { 0 })),
+        || Array2::zeros((batch, cell_width(kind, hidden))),
         |c| c.as_standard_layout().into_owned(),
     );
     let rows = d0 * d1;
